@@ -28,18 +28,18 @@ type Reason uint8
 
 const (
 	// Accepting reasons.
-	ReasonTracked            Reason = iota // a segment of a tracked flow, within its windows
-	ReasonRSTValid                         // a reset that passed validation; the flow is now closed
-	ReasonPickup                           // first packet of a mid-stream flow; the flow was created from it
-	ReasonUnknownFlow                      // a packet of no known flow that the policy lets through
-	ReasonUntrackedTableFull               // a new flow could not be tracked: the table is full of live flows
-	ReasonNotTCP                           // not TCP
-	ReasonFragment                         // a non-first fragment
-	ReasonTruncated                        // headers longer than the bytes copied from the kernel
-	ReasonOutOfWindowPassed                // a non-reset segment outside the window, passed (drop_out_of_window = false)
-	ReasonSYNSynchronized                  // a SYN in a synchronized state (the endpoint answers with a challenge ACK)
-	ReasonGapResync                        // a segment ahead of the window after packets we did not see; the flow was resynchronised
-	ReasonRSTAnswersReservedSYN            // a valid reset answering a SYN that carried ECN or reserved bits (RFC 3360 violator upstream)
+	ReasonTracked               Reason = iota // a segment of a tracked flow, within its windows
+	ReasonRSTValid                            // a reset that passed validation; the flow is now closed
+	ReasonPickup                              // first packet of a mid-stream flow; the flow was created from it
+	ReasonUnknownFlow                         // a packet of no known flow that the policy lets through
+	ReasonUntrackedTableFull                  // a new flow could not be tracked: the table is full of live flows
+	ReasonNotTCP                              // not TCP
+	ReasonFragment                            // a non-first fragment
+	ReasonTruncated                           // headers longer than the bytes copied from the kernel
+	ReasonOutOfWindowPassed                   // a non-reset segment outside the window, passed (drop_out_of_window = false)
+	ReasonSYNSynchronized                     // a SYN in a synchronized state (the endpoint answers with a challenge ACK)
+	ReasonGapResync                           // a segment ahead of the window after packets we did not see; the flow was resynchronised
+	ReasonRSTAnswersReservedSYN               // a valid reset answering a SYN that carried ECN or reserved bits (RFC 3360 violator upstream)
 
 	// Dropping reasons.
 	ReasonRSTUnknownFlow   // a reset for a flow never seen, unknown_flow_rst = "drop"
