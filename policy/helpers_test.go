@@ -170,3 +170,27 @@ func (c *conv) data(fromClient bool, n uint32, win uint16) Reason {
 	}
 	return r
 }
+
+func cISNv() seqnum.Value        { return seqnum.Value(cISN) }
+func seqv(v uint32) seqnum.Value { return seqnum.Value(v) }
+
+// closeBoth performs an orderly close: client FIN, server ACK+FIN, client
+// ACK.
+func (c *conv) closeBoth() {
+	c.t.Helper()
+	c.must(c.fromClient(seg{flags: packet.FIN | packet.ACK, seq: c.cNxt, ack: c.sNxt, win: 502}), ReasonTracked, "client FIN")
+	c.cNxt++
+	if st := c.state(); st != conntrack.StateFinWait {
+		c.t.Fatalf("after first FIN: %s, want fin_wait", st)
+	}
+	c.must(c.fromServer(seg{flags: packet.ACK, seq: c.sNxt, ack: c.cNxt, win: 509}), ReasonTracked, "server ACK")
+	if st := c.state(); st != conntrack.StateCloseWait {
+		c.t.Fatalf("after ACK of FIN: %s, want close_wait", st)
+	}
+	c.must(c.fromServer(seg{flags: packet.FIN | packet.ACK, seq: c.sNxt, ack: c.cNxt, win: 509}), ReasonTracked, "server FIN")
+	c.sNxt++
+	if st := c.state(); st != conntrack.StateLastAck {
+		c.t.Fatalf("after second FIN: %s, want last_ack", st)
+	}
+	c.must(c.fromClient(seg{flags: packet.ACK, seq: c.cNxt, ack: c.sNxt, win: 502}), ReasonTracked, "last ACK")
+}
