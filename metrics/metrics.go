@@ -1,0 +1,235 @@
+// Package metrics exports rstguard's counters to Prometheus. A Collector
+// reads the engines', tables' and workers' atomic counters at scrape time
+// (SPEC section 7); the packet path never touches client_golang.
+package metrics
+
+import (
+	"runtime"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/nfq"
+	"github.com/rstguard/rstguard/policy"
+)
+
+// Queue is one worker's shard: its queue number, engine and counters.
+type Queue struct {
+	Num    uint16
+	Engine *policy.Engine
+	Stats  *nfq.Stats
+}
+
+// Process holds the daemon-wide counters that no engine owns.
+type Process struct {
+	ReloadsOK     atomic.Uint64
+	ReloadsFailed atomic.Uint64
+}
+
+// Collector implements prometheus.Collector over the daemon's counters.
+type Collector struct {
+	queues   []Queue
+	proc     *Process
+	procPath string
+	version  string
+	goVer    string
+}
+
+// NewCollector returns a collector for queues. procPath is
+// nfq.ProcPath except in tests; version is the build's version string.
+func NewCollector(queues []Queue, proc *Process, procPath, version string) *Collector {
+	if proc == nil {
+		proc = new(Process)
+	}
+	return &Collector{queues: queues, proc: proc, procPath: procPath, version: version, goVer: runtime.Version()}
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("rstguard_"+name, help, labels, nil)
+}
+
+var (
+	descPackets = desc("packets_total",
+		"Packets decided, by verdict and reason (summed over queues).", "verdict", "reason")
+	descResets = desc("resets_total",
+		"Resets seen, by the flow's state before the reset and by outcome.", "state", "outcome")
+	descSYNFlagged = desc("syn_flagged_total",
+		"SYNs and SYN-ACKs carrying ECN or reserved bits, by bit; they are tracked and accepted (RFC 3360).", "flag")
+	descFlows = desc("flows_tracked",
+		"Flows currently tracked, by state.", "state")
+	descFlowsCreated = desc("flows_created_total",
+		"Flows created in the tables.")
+	descFlowsExpired = desc("flows_expired_total",
+		"Flows removed after their state's idle timeout.")
+	descFlowsEvicted = desc("flows_evicted_total",
+		"Live flows removed before their timeout to make room, by cause.", "cause")
+	descUntracked = desc("untracked_packets_total",
+		"Packets of new flows accepted untracked because the table was full of live flows.")
+	descGaps = desc("gap_resyncs_total",
+		"Flows resynchronised after packets the daemon did not see (for example a burst that bypassed the queue).")
+	descOneWay = desc("flows_one_way",
+		"Tracked flows whose other direction has not been seen (asymmetric routing shows up here).")
+	descQueuePackets = desc("queue_packets_total",
+		"Packets received from the kernel, by queue.", "queue")
+	descQueueKernelDropped = desc("queue_kernel_dropped_total",
+		"Packets the kernel dropped because the queue was full (fail_open off), from /proc/net/netfilter/nfnetlink_queue.", "queue")
+	descQueueUserDropped = desc("queue_user_dropped_total",
+		"Packets the kernel dropped because the daemon's netlink socket buffer was full, from /proc/net/netfilter/nfnetlink_queue.", "queue")
+	descQueueLength = desc("queue_length",
+		"Packets waiting in the kernel queue for a verdict, from /proc/net/netfilter/nfnetlink_queue.", "queue")
+	descQueueBound = desc("queue_bound",
+		"Whether the queue is bound to the daemon (1) or not (0).", "queue")
+	descMarkedDrops = desc("drops_marked_total",
+		"Packets the policy dropped that were accepted with the mark_drop mark instead (they are also counted as drops in rstguard_packets_total).", "queue")
+	descVerdictErrors = desc("queue_verdict_errors_total",
+		"Verdicts the kernel did not take, by queue.", "queue")
+	descReceiveErrors = desc("queue_receive_errors_total",
+		"Errors reading the queue's netlink socket, by queue.", "queue")
+	descRebinds = desc("queue_rebinds_total",
+		"Times the queue was re-bound after its netlink socket became unusable.", "queue")
+	descLatency = desc("decision_duration_seconds",
+		"Time to decide one packet (parse, flow lookup, policy, flow update), by queue.", "queue")
+	descPanics = desc("panics_recovered_total",
+		"Panics recovered while handling a packet; each such packet was accepted.", "queue")
+	descLogSuppressed = desc("log_lines_suppressed_total",
+		"Per-packet log lines suppressed by the log rate limit, by queue.", "queue")
+	descReconfigured = desc("engine_reconfigurations_total",
+		"Configurations applied by the queue's engine (one per successful reload).", "queue")
+	descReloads = desc("config_reloads_total",
+		"Successful configuration reloads.")
+	descReloadsFailed = desc("config_reload_failed_total",
+		"Configuration reloads that failed; the running configuration was kept.")
+	descBuildInfo = desc("build_info",
+		"Build information; the value is always 1.", "version", "goversion")
+)
+
+var allDescs = []*prometheus.Desc{
+	descPackets, descResets, descSYNFlagged, descFlows, descFlowsCreated, descFlowsExpired,
+	descFlowsEvicted, descUntracked, descGaps, descOneWay, descQueuePackets, descQueueKernelDropped,
+	descQueueUserDropped, descQueueLength, descQueueBound, descMarkedDrops, descVerdictErrors,
+	descReceiveErrors, descRebinds, descLatency, descPanics, descLogSuppressed, descReconfigured,
+	descReloads, descReloadsFailed, descBuildInfo,
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+
+	var reasons [policy.NumReasons]uint64
+	var resets [conntrack.NumStates][policy.NumOutcomes]uint64
+	var syns [policy.NumSYNFlags]uint64
+	var flows [conntrack.NumStates]int64
+	var evicted [conntrack.NumEvictCauses]uint64
+	var created, expired, untracked, gaps uint64
+	var oneWay int64
+	for _, q := range c.queues {
+		s := q.Engine.Stats()
+		for i := range reasons {
+			reasons[i] += s.Reasons[i].Load()
+		}
+		for st := range resets {
+			for o := range resets[st] {
+				resets[st][o] += s.Resets[st][o].Load()
+			}
+		}
+		for i := range syns {
+			syns[i] += s.FlaggedSYNs[i].Load()
+		}
+		ts := q.Engine.Table().Stats()
+		for i := range flows {
+			flows[i] += ts.Flows[i].Load()
+		}
+		for i := range evicted {
+			evicted[i] += ts.Evicted[i].Load()
+		}
+		created += ts.Created.Load()
+		expired += ts.Expired.Load()
+		untracked += ts.Untracked.Load()
+		gaps += ts.Gaps.Load()
+		oneWay += ts.OneWay.Load()
+	}
+	for r := policy.Reason(0); r < policy.NumReasons; r++ {
+		counter(descPackets, reasons[r], r.Verdict().String(), r.String())
+	}
+	for st := conntrack.State(0); st < conntrack.NumStates; st++ {
+		for o := policy.Outcome(0); o < policy.NumOutcomes; o++ {
+			counter(descResets, resets[st][o], st.String(), o.String())
+		}
+	}
+	for f := policy.SYNFlag(0); f < policy.NumSYNFlags; f++ {
+		counter(descSYNFlagged, syns[f], f.String())
+	}
+	for st := conntrack.StateSynSent; st < conntrack.NumStates; st++ {
+		gauge(descFlows, float64(flows[st]), st.String())
+	}
+	counter(descFlowsCreated, created)
+	counter(descFlowsExpired, expired)
+	for cs := conntrack.EvictCause(0); cs < conntrack.NumEvictCauses; cs++ {
+		counter(descFlowsEvicted, evicted[cs], cs.String())
+	}
+	counter(descUntracked, untracked)
+	counter(descGaps, gaps)
+	gauge(descOneWay, float64(oneWay))
+
+	// Kernel queue statistics: only for our queues; a missing file (the
+	// nfnetlink_queue module not loaded yet) leaves them out.
+	var kernel map[uint16]nfq.ProcQueue
+	if c.procPath != "" {
+		if pqs, err := nfq.ReadProcQueues(c.procPath); err == nil {
+			kernel = make(map[uint16]nfq.ProcQueue, len(pqs))
+			for _, p := range pqs {
+				kernel[p.Queue] = p
+			}
+		}
+	}
+	bounds := make([]float64, len(nfq.LatencyBounds))
+	for i, b := range nfq.LatencyBounds {
+		bounds[i] = float64(b) / 1e9
+	}
+	for _, q := range c.queues {
+		ql := strconv.Itoa(int(q.Num))
+		s := q.Stats
+		counter(descQueuePackets, s.Packets.Load(), ql)
+		if p, ok := kernel[q.Num]; ok {
+			counter(descQueueKernelDropped, uint64(p.Dropped), ql)
+			counter(descQueueUserDropped, uint64(p.UserDropped), ql)
+			gauge(descQueueLength, float64(p.Total), ql)
+		}
+		bound := 0.0
+		if s.Bound.Load() {
+			bound = 1
+		}
+		gauge(descQueueBound, bound, ql)
+		counter(descMarkedDrops, s.MarkedDrops.Load(), ql)
+		counter(descVerdictErrors, s.VerdictErrors.Load(), ql)
+		counter(descReceiveErrors, s.ReceiveErrors.Load(), ql)
+		counter(descRebinds, s.Rebinds.Load(), ql)
+		counter(descPanics, s.Panics.Load(), ql)
+		counter(descLogSuppressed, s.LogSuppressed.Load(), ql)
+		counter(descReconfigured, q.Engine.Stats().Reconfigured.Load(), ql)
+
+		cum, sum := s.Latency.Snapshot()
+		buckets := make(map[float64]uint64, len(bounds))
+		for i, b := range bounds {
+			buckets[b] = cum[i]
+		}
+		ch <- prometheus.MustNewConstHistogram(descLatency, cum[len(cum)-1], sum, buckets, ql)
+	}
+	counter(descReloads, c.proc.ReloadsOK.Load())
+	counter(descReloadsFailed, c.proc.ReloadsFailed.Load())
+	gauge(descBuildInfo, 1, c.version, c.goVer)
+}

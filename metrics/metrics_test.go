@@ -1,0 +1,209 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/nfq"
+	"github.com/rstguard/rstguard/policy"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/metrics.golden")
+
+// fixedCollector returns a collector over two queues whose counters are set
+// to distinct fixed values, so the golden file shows that every counter is
+// read, summed over queues where it should be and labelled per queue where
+// it should be.
+func fixedCollector(t *testing.T) *Collector {
+	t.Helper()
+	var qs []Queue
+	for i, num := range []uint16{0, 1} {
+		e := policy.NewEngine(policy.DefaultConfig(), conntrack.DefaultConfig())
+		s := e.Stats()
+		k := uint64(i + 1)
+		s.Reasons[policy.ReasonTracked].Add(1000 * k)
+		s.Reasons[policy.ReasonRSTValid].Add(3 * k)
+		s.Reasons[policy.ReasonRSTOutOfWindow].Add(7 * k)
+		s.Reasons[policy.ReasonRSTAnswersReservedSYN].Add(k)
+		s.Resets[conntrack.StateEstablished][policy.OutcomeAccepted].Add(3 * k)
+		s.Resets[conntrack.StateEstablished][policy.OutcomeDropped].Add(7 * k)
+		s.FlaggedSYNs[policy.SYNFlagECE].Add(11 * k)
+		s.FlaggedSYNs[policy.SYNFlagReserved].Add(k)
+		s.Reconfigured.Add(k)
+		ts := e.Table().Stats()
+		ts.Flows[conntrack.StateEstablished].Add(int64(40 * k))
+		ts.Flows[conntrack.StateSynSent].Add(int64(2 * k))
+		ts.Created.Add(50 * k)
+		ts.Expired.Add(8 * k)
+		ts.Evicted[conntrack.EvictLRU].Add(k)
+		ts.Untracked.Add(2 * k)
+		ts.Gaps.Add(k)
+		ts.OneWay.Add(int64(k))
+
+		st := new(nfq.Stats)
+		st.Packets.Add(1011 * k)
+		st.MarkedDrops.Add(k)
+		st.VerdictErrors.Add(2 * k)
+		st.Panics.Add(k)
+		st.LogSuppressed.Add(5 * k)
+		st.Bound.Store(i == 0)
+		for _, ns := range []int64{50, 90, 300, 700, 2000, 40000, 5000000} {
+			st.Latency.Observe(ns * int64(k))
+		}
+		qs = append(qs, Queue{Num: num, Engine: e, Stats: st})
+	}
+	p := new(Process)
+	p.ReloadsOK.Add(2)
+	p.ReloadsFailed.Add(1)
+	c := NewCollector(qs, p, filepath.Join("testdata", "nfnetlink_queue"), "v1.2.3-test")
+	c.goVer = "go1.x" // keep the golden file independent of the toolchain
+	return c
+}
+
+func scrape(t *testing.T, c prometheus.Collector) []byte {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func TestGolden(t *testing.T) {
+	got := scrape(t, fixedCollector(t))
+	golden := filepath.Join("testdata", "metrics.golden")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./metrics -run TestGolden -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("scrape differs from %s (rerun with -update if the change is intended):\n%s", golden, diffLines(string(want), string(got)))
+	}
+	// Spot checks that do not depend on the golden file.
+	for _, line := range []string{
+		`rstguard_packets_total{reason="rst_out_of_window",verdict="drop"} 21`,
+		`rstguard_packets_total{reason="tracked",verdict="accept"} 3000`,
+		`rstguard_queue_kernel_dropped_total{queue="0"} 17`,
+		`rstguard_queue_user_dropped_total{queue="0"} 5`,
+		`rstguard_queue_length{queue="0"} 3`,
+		`rstguard_decision_duration_seconds_count{queue="1"} 7`,
+		`rstguard_decision_duration_seconds_bucket{queue="0",le="1e-07"} 2`,
+		`rstguard_config_reload_failed_total 1`,
+		`rstguard_build_info{goversion="go1.x",version="v1.2.3-test"} 1`,
+	} {
+		if !strings.Contains(string(got), line+"\n") {
+			t.Errorf("scrape lacks %q", line)
+		}
+	}
+	if strings.Contains(string(got), `queue="7"`) {
+		t.Error("kernel statistics of a queue that is not ours were exported")
+	}
+}
+
+func diffLines(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	in := make(map[string]bool, len(al))
+	for _, l := range al {
+		in[l] = true
+	}
+	inB := make(map[string]bool, len(bl))
+	var out strings.Builder
+	for _, l := range bl {
+		inB[l] = true
+		if !in[l] {
+			out.WriteString("+ " + l + "\n")
+		}
+	}
+	for _, l := range al {
+		if !inB[l] {
+			out.WriteString("- " + l + "\n")
+		}
+	}
+	return out.String()
+}
+
+// TestPromtool runs promtool check metrics on the golden scrape.
+func TestPromtool(t *testing.T) {
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("RSTGUARD_E2E") == "1" {
+			t.Fatalf("promtool not found (install the prometheus package): %v", err)
+		}
+		t.Skip("promtool not installed; install prometheus and run go test ./metrics -run TestPromtool")
+	}
+	cmd := exec.CommandContext(context.Background(), path, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(scrape(t, fixedCollector(t)))
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(fixedCollector(t))
+	ready := false
+	srv := httptest.NewServer(Handler(reg, func() bool { return ready }))
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz = %d, want 200", code)
+	}
+	if code, _ := get("/readyz"); code != 503 {
+		t.Errorf("/readyz before ready = %d, want 503", code)
+	}
+	ready = true
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("/readyz when ready = %d, want 200", code)
+	}
+	code, body := get("/metrics")
+	if code != 200 || !strings.Contains(body, "rstguard_packets_total") {
+		t.Errorf("/metrics = %d without rstguard_packets_total", code)
+	}
+}
+
+func TestCollectorNoProcFile(t *testing.T) {
+	c := fixedCollector(t)
+	c.procPath = filepath.Join(t.TempDir(), "missing")
+	got := string(scrape(t, c))
+	if strings.Contains(got, "rstguard_queue_length") {
+		t.Error("queue length exported without a /proc file")
+	}
+	if !strings.Contains(got, `rstguard_queue_packets_total{queue="0"} 1011`) {
+		t.Error("worker counters missing when /proc is unreadable")
+	}
+}

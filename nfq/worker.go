@@ -1,0 +1,621 @@
+// Package nfq is rstguard's only kernel I/O: it binds NFQUEUE queues with
+// go-nfqueue, runs one worker (one goroutine, one policy.Engine shard) per
+// queue, and gives every packet its verdict.
+//
+// The kernel's --queue-balance hashes both directions of a flow to the same
+// queue, so each worker owns its flows without locks (SPEC section 2).
+//
+// # Shutdown, and what the kernel does with queued packets
+//
+// From net/netfilter/nfnetlink_queue.c (read for this design):
+//   - Unbinding a queue (NFQNL_CFG_CMD_UNBIND) and closing the netlink socket
+//     (NETLINK_URELEASE -> nfqnl_rcv_nl_event) both end in
+//     __instance_destroy -> instance_destroy_rcu -> nfqnl_flush(inst, NULL, 0),
+//     which reinjects every packet still waiting for a verdict with NF_DROP.
+//     Packets in our socket's receive buffer that we have not read yet are
+//     such packets: unbinding without draining would drop them.
+//   - Once the instance is gone, nfqnl_enqueue_packet returns -ESRCH and a
+//     rule with --queue-bypass (NF_VERDICT_FLAG_QUEUE_BYPASS) lets new
+//     packets through unguarded; without bypass they are dropped.
+//   - __nfqnl_enqueue_packet: when queue_total >= queue_maxlen the packet is
+//     accepted (NFQA_CFG_F_FAIL_OPEN) or dropped and counted in
+//     queue_dropped. NFQA_CFG_QUEUE_MAXLEN is taken as given, 0 included.
+//   - A verdict (nfqnl_recv_verdict) dequeues its entry synchronously, so
+//     queue_total in /proc counts exactly the packets still owed a verdict.
+//
+// go-nfqueue v2.1.0 on context cancel sets a past read deadline, leaves its
+// receive loop at the next iteration and sends UNBIND: whatever sits unread
+// in the socket is flushed with NF_DROP. So Run stops differently: it sets
+// the queue's maximum length to 0 (new packets now take the fail-open path,
+// accepted like bypass would, or dropped if the operator turned fail_open
+// off), keeps reading and giving verdicts until /proc says queue_total is 0
+// (bounded by DrainTimeout), and only then lets the library unbind.
+package nfq
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	nfqueue "github.com/florianl/go-nfqueue/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/packet"
+	"github.com/rstguard/rstguard/policy"
+)
+
+// Config configures one queue.
+type Config struct {
+	Queue uint16
+	// FailOpen accepts packets when the queue is full instead of dropping
+	// them (NFQA_CFG_F_FAIL_OPEN).
+	FailOpen bool
+	// GSO lets the kernel queue GSO super-packets unsegmented
+	// (NFQA_CFG_F_GSO); with CopyRange covering only headers, they are
+	// never copied whole.
+	GSO bool
+	// MaxQueueLen is the kernel queue's length (0: the kernel's 1024).
+	MaxQueueLen uint32
+	// CopyRange is how many bytes of each packet the kernel copies to us
+	// (NfQnlCopyPacket); the headers are enough.
+	CopyRange uint32
+	// ReadBuffer is the socket receive buffer in bytes (0: the system
+	// default); beyond net.core.rmem_max it is forced with SO_RCVBUFFORCE.
+	ReadBuffer int
+	// MarkAccept, if set, marks accepted packets. MarkDrop, if set, accepts
+	// the packets the policy drops, with that mark (staged rollout).
+	MarkAccept, MarkDrop *uint32
+}
+
+// Options are what all workers share.
+type Options struct {
+	// Epoch is time zero of the engines' clock (the daemon's start): now
+	// is the monotonic time since it, in nanoseconds.
+	Epoch time.Time
+	// Logger receives per-packet lines (rate-limited) and socket events.
+	Logger *slog.Logger
+	// LogRate and LogBurst configure each worker's per-packet log limit
+	// (lines per second, bucket size).
+	LogRate  float64
+	LogBurst int
+	// DrainTimeout bounds the drain on shutdown (default 2 s).
+	DrainTimeout time.Duration
+	// ProcPath is ProcPath unless testing.
+	ProcPath string
+}
+
+// Worker owns one queue and one engine.
+type Worker struct {
+	cfg    Config
+	engine *policy.Engine
+	opts   Options
+	log    *slog.Logger
+	stats  Stats
+	lim    limiter
+
+	// marks: bit 32 set means "present", low 32 bits the mark.
+	markAccept, markDrop atomic.Uint64
+
+	// busySince is the monotonic ns at which the current packet's handling
+	// began, 0 while idle: a loop stuck in a packet is not alive.
+	busySince atomic.Int64
+	looping   atomic.Bool
+
+	// Owned by the receive-loop goroutine while bound.
+	nf         *nfqueue.Nfqueue
+	stopping   atomic.Bool
+	stopAt     time.Time
+	exit       chan exitCause
+	errStreak  int
+	unbindSent bool
+}
+
+type exitCause uint8
+
+const (
+	exitStopped exitCause = iota // drained after a stop
+	exitBroken                   // the socket is unusable: rebind
+)
+
+const (
+	drainPoll         = 10 * time.Millisecond
+	maxErrStreak      = 100 // consecutive receive errors before a rebind
+	defaultDrainLimit = 2 * time.Second
+)
+
+// New returns a worker for cfg deciding with e. It does not bind the queue
+// (Run does).
+func New(cfg Config, e *policy.Engine, opts Options) *Worker {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = defaultDrainLimit
+	}
+	if opts.ProcPath == "" {
+		opts.ProcPath = ProcPath
+	}
+	if opts.Epoch.IsZero() {
+		opts.Epoch = time.Now()
+	}
+	w := &Worker{cfg: cfg, engine: e, opts: opts, exit: make(chan exitCause, 1)}
+	w.log = opts.Logger.With("queue", cfg.Queue)
+	w.lim.set(opts.LogRate, opts.LogBurst)
+	w.SetMarks(cfg.MarkAccept, cfg.MarkDrop)
+	return w
+}
+
+// Queue returns the worker's queue number.
+func (w *Worker) Queue() uint16 { return w.cfg.Queue }
+
+// Engine returns the worker's engine (Stats and Reconfigure are safe from
+// any goroutine).
+func (w *Worker) Engine() *policy.Engine { return w.engine }
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() *Stats { return &w.stats }
+
+// Reconfigure hands the engine a new configuration (applied before the next
+// packet, flows kept) and updates marks and the log limit. Safe from any
+// goroutine.
+func (w *Worker) Reconfigure(pc policy.Config, tc conntrack.Config, markAccept, markDrop *uint32, logRate float64, logBurst int) {
+	w.engine.Reconfigure(pc, tc)
+	w.SetMarks(markAccept, markDrop)
+	w.lim.set(logRate, logBurst)
+}
+
+// SetMarks changes the marks (safe from any goroutine).
+func (w *Worker) SetMarks(accept, drop *uint32) {
+	w.markAccept.Store(packMark(accept))
+	w.markDrop.Store(packMark(drop))
+}
+
+func packMark(m *uint32) uint64 {
+	if m == nil {
+		return 0
+	}
+	return 1<<32 | uint64(*m)
+}
+
+// Alive reports whether the worker's queue is bound and its receive loop is
+// not stuck in one packet for longer than stuck (the watchdog's test).
+func (w *Worker) Alive(stuck time.Duration) bool {
+	if !w.stats.Bound.Load() || !w.looping.Load() {
+		return false
+	}
+	b := w.busySince.Load()
+	return b == 0 || w.now()-b < int64(stuck)
+}
+
+func (w *Worker) now() int64 {
+	n := int64(time.Since(w.opts.Epoch))
+	if n <= 0 {
+		n = 1 // 0 means idle in busySince
+	}
+	return n
+}
+
+// Run binds the queue and gives verdicts until ctx is cancelled, then
+// drains (see the package documentation) and unbinds. ready is called once,
+// when the queue is first bound. A failure to bind the first time is
+// returned; later, an unusable socket is re-opened and re-bound with
+// backoff until ctx ends.
+func (w *Worker) Run(ctx context.Context, ready func()) error {
+	first := true
+	backoff := 100 * time.Millisecond
+	for {
+		err := w.bind()
+		if err != nil {
+			if first {
+				return err
+			}
+			w.log.Error("could not re-bind queue; retrying", "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if first {
+			first = false
+			if ready != nil {
+				ready()
+			}
+		}
+		cause := w.serve(ctx)
+		w.stats.Bound.Store(false)
+		if cause == exitStopped {
+			return nil
+		}
+		w.stats.Rebinds.Add(1)
+		w.log.Warn("netlink socket unusable; re-binding the queue")
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// bind opens the socket, tunes it and registers the loop.
+func (w *Worker) bind() error {
+	flags := uint32(0)
+	if w.cfg.FailOpen {
+		flags |= nfqueue.NfQaCfgFlagFailOpen
+	}
+	if w.cfg.GSO {
+		flags |= nfqueue.NfQaCfgFlagGSO
+	}
+	nf, err := nfqueue.Open(&nfqueue.Config{
+		NfQueue:      w.cfg.Queue,
+		MaxQueueLen:  w.cfg.MaxQueueLen,
+		MaxPacketLen: w.cfg.CopyRange,
+		Copymode:     nfqueue.NfQnlCopyPacket,
+		Flags:        flags,
+		AfFamily:     unix.AF_INET,
+		Logger:       libLogger{w.log},
+	})
+	if err != nil {
+		return fmt.Errorf("could not open a netfilter netlink socket for queue %d: %w (rstguard needs CAP_NET_ADMIN)", w.cfg.Queue, err)
+	}
+	// An overflowing socket must not kill the loop with ENOBUFS: the
+	// kernel counts what it could not deliver (queue_user_dropped in
+	// /proc), and the metrics export it.
+	if err := nf.SetOption(netlink.NoENOBUFS, true); err != nil {
+		nf.Close()
+		return fmt.Errorf("queue %d: could not set NETLINK_NO_ENOBUFS: %w", w.cfg.Queue, err)
+	}
+	if n := w.cfg.ReadBuffer; n > 0 {
+		w.setReadBuffer(nf, n)
+	}
+	w.nf = nf
+	w.stopping.Store(false)
+	w.unbindSent = false
+	w.errStreak = 0
+	select {
+	case <-w.exit:
+	default:
+	}
+	w.looping.Store(true)
+	if err := nf.RegisterWithErrorFunc(context.Background(), w.hook, w.onError); err != nil {
+		w.looping.Store(false)
+		nf.Close()
+		if errors.Is(err, unix.EPERM) {
+			return fmt.Errorf("could not bind queue %d: %w (is another program bound to it, or is CAP_NET_ADMIN missing?)", w.cfg.Queue, err)
+		}
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("could not bind queue %d: %w (another socket is bound to it)", w.cfg.Queue, err)
+		}
+		return fmt.Errorf("could not bind queue %d: %w", w.cfg.Queue, err)
+	}
+	w.stats.Bound.Store(true)
+	w.log.Info("queue bound", "copy_range", w.cfg.CopyRange, "max_queue_len", w.cfg.MaxQueueLen,
+		"fail_open", w.cfg.FailOpen, "gso", w.cfg.GSO)
+	return nil
+}
+
+func (w *Worker) setReadBuffer(nf *nfqueue.Nfqueue, n int) {
+	if err := nf.Con.SetReadBuffer(n); err != nil {
+		w.log.Warn("could not set the socket receive buffer", "bytes", n, "err", err)
+	}
+	// The kernel doubles the value and caps it at net.core.rmem_max; with
+	// CAP_NET_ADMIN, SO_RCVBUFFORCE goes past the cap.
+	if got, err := nf.Con.ReadBuffer(); err == nil && got < n {
+		if rc, err := nf.Con.SyscallConn(); err == nil {
+			var serr error
+			_ = rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+			})
+			if serr != nil {
+				w.log.Warn("socket receive buffer capped by net.core.rmem_max; raise it or run with CAP_NET_ADMIN",
+					"wanted", n, "got", got, "err", serr)
+			}
+		}
+	}
+}
+
+// serve waits for the loop to end: on a stop it drains first.
+func (w *Worker) serve(ctx context.Context) exitCause {
+	var cause exitCause
+	select {
+	case cause = <-w.exit:
+	case <-ctx.Done():
+		w.beginStop()
+		cause = <-w.exit // onError returns 1 once drained (bounded)
+	}
+	nf := w.nf
+	if cause == exitStopped {
+		// The library now sends UNBIND from its loop goroutine; wait
+		// for the kernel to show the queue gone before closing the
+		// socket (closing would unbind too, with the same flush).
+		deadline := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if _, bound, err := procQueue(w.opts.ProcPath, w.cfg.Queue); err != nil || !bound {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := nf.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		w.log.Debug("closing the netlink socket", "err", err)
+	}
+	w.looping.Store(false)
+	w.nf = nil
+	if cause == exitStopped {
+		w.log.Info("queue unbound")
+	}
+	return cause
+}
+
+// beginStop stops new packets from entering the queue and starts the drain
+// (package documentation).
+func (w *Worker) beginStop() {
+	w.stopAt = time.Now()
+	w.stopping.Store(true)
+	// NFQA_CFG_QUEUE_MAXLEN = 0, sent without NLM_F_ACK so the reply
+	// cannot be confused with a packet message by the receive loop; an
+	// error would come back as an error message to onError.
+	var ml [4]byte
+	binary.BigEndian.PutUint32(ml[:], 0)
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: nfqaCfgQueueMaxLen, Data: ml[:]}})
+	if err == nil {
+		hdr := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, byte(w.cfg.Queue >> 8), byte(w.cfg.Queue)}
+		_, err = w.nf.Con.Send(netlink.Message{
+			Header: netlink.Header{
+				Type:  netlink.HeaderType(nfnlSubsysQueue<<8 | nfqnlMsgConfig),
+				Flags: netlink.Request,
+			},
+			Data: append(hdr, attrs...),
+		})
+	}
+	if err != nil {
+		w.log.Warn("could not close the queue to new packets; draining until the timeout", "err", err)
+	}
+	w.nf.Con.SetReadDeadline(time.Now().Add(drainPoll))
+}
+
+// Netlink constants of linux/netfilter/nfnetlink.h and nfnetlink_queue.h
+// that go-nfqueue keeps unexported.
+const (
+	nfnlSubsysQueue    = 3
+	nfqnlMsgConfig     = 2
+	nfqaCfgQueueMaxLen = 3
+)
+
+// onError handles every error of the receive loop without exiting, except
+// when the drain is done or the socket is unusable.
+func (w *Worker) onError(err error) int {
+	var op *netlink.OpError
+	timeout := errors.As(err, &op) && op.Timeout()
+	if !timeout && errors.Is(err, os.ErrDeadlineExceeded) {
+		timeout = true
+	}
+	if w.stopping.Load() {
+		if !timeout {
+			w.countError(err)
+		}
+		q, bound, perr := procQueue(w.opts.ProcPath, w.cfg.Queue)
+		if perr != nil || !bound || q.Total == 0 || time.Since(w.stopAt) > w.opts.DrainTimeout {
+			if bound && q.Total > 0 {
+				w.log.Warn("drain timed out; the kernel drops the packets still queued when the queue is unbound",
+					"queued", q.Total)
+			}
+			w.signalExit(exitStopped)
+			return 1
+		}
+		w.nf.Con.SetReadDeadline(time.Now().Add(drainPoll))
+		return 0
+	}
+	if timeout {
+		return 0 // no deadline of ours is set while running
+	}
+	w.countError(err)
+	if unusable(err) || w.errStreak >= maxErrStreak {
+		w.signalExit(exitBroken)
+		return 1
+	}
+	return 0
+}
+
+func (w *Worker) countError(err error) {
+	w.errStreak++
+	// A verdict for a packet the kernel no longer holds comes back as an
+	// error message (netlink_ack for a request that failed).
+	var op *netlink.OpError
+	if errors.As(err, &op) && op.Op == "receive" {
+		var errno syscall.Errno
+		if errors.As(op.Err, &errno) && (errno == unix.ENOENT || errno == unix.EINVAL || errno == unix.ENODEV) {
+			w.stats.VerdictErrors.Add(1)
+			w.logLimited(slog.LevelWarn, "the kernel rejected a verdict", "err", err)
+			return
+		}
+	}
+	w.stats.ReceiveErrors.Add(1)
+	w.logLimited(slog.LevelWarn, "netlink receive error", "err", err)
+}
+
+func unusable(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) ||
+		errors.Is(err, unix.EBADF) || errors.Is(err, unix.ENOTSOCK)
+}
+
+func (w *Worker) signalExit(c exitCause) {
+	select {
+	case w.exit <- c:
+	default:
+	}
+}
+
+func (w *Worker) logLimited(level slog.Level, msg string, args ...any) {
+	if !w.log.Enabled(context.Background(), level) {
+		return
+	}
+	if !w.lim.allow(w.now()) {
+		w.stats.LogSuppressed.Add(1)
+		return
+	}
+	w.log.Log(context.Background(), level, msg, args...)
+}
+
+// hook is go-nfqueue's per-packet callback: decide, then give the verdict.
+// It always returns 0 (keep receiving).
+func (w *Worker) hook(a nfqueue.Attribute) int {
+	if a.PacketID == nil {
+		return 0
+	}
+	w.errStreak = 0
+	var payload []byte
+	if a.Payload != nil {
+		payload = *a.Payload
+	}
+	wire := 0
+	if a.CapLen != nil {
+		wire = int(*a.CapLen)
+	}
+	verdict, mark, hasMark := w.handle(payload, wire)
+	id := *a.PacketID
+	var err error
+	if hasMark {
+		err = w.nf.SetVerdictWithOption(id, verdict, nfqueue.WithMark(mark))
+	} else {
+		err = w.nf.SetVerdict(id, verdict)
+	}
+	if err != nil {
+		w.stats.VerdictErrors.Add(1)
+		w.logLimited(slog.LevelWarn, "could not send a verdict", "id", id, "err", err)
+	}
+	return 0
+}
+
+// handle is the per-packet path up to the verdict: engine decision,
+// latency, counters, marks and (rate-limited) log lines. It does not
+// allocate unless it logs.
+func (w *Worker) handle(payload []byte, wireLen int) (verdict int, mark uint32, hasMark bool) {
+	start := w.now()
+	w.busySince.Store(start)
+	w.stats.Packets.Add(1)
+	v, r, ok := w.process(payload, wireLen, start)
+	end := w.now()
+	w.busySince.Store(0)
+	w.stats.Latency.Observe(end - start)
+	if !ok {
+		return nfqueue.NfAccept, 0, false
+	}
+	if r == policy.ReasonRSTAnswersReservedSYN || v == policy.Drop {
+		w.logDecision(payload, wireLen, v, r, end)
+	}
+	if v == policy.Drop {
+		if m := w.markDrop.Load(); m != 0 {
+			w.stats.MarkedDrops.Add(1)
+			return nfqueue.NfAccept, uint32(m), true
+		}
+		return nfqueue.NfDrop, 0, false
+	}
+	if m := w.markAccept.Load(); m != 0 {
+		return nfqueue.NfAccept, uint32(m), true
+	}
+	return nfqueue.NfAccept, 0, false
+}
+
+// process runs the engine, recovering a panic: the packet is then accepted
+// (ok false), and the panic counted and logged.
+func (w *Worker) process(payload []byte, wireLen int, now int64) (v policy.Verdict, r policy.Reason, ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.stats.Panics.Add(1)
+			w.logLimited(slog.LevelError, "recovered a panic while deciding a packet; accepted it",
+				"panic", fmt.Sprint(p), "packet_len", len(payload), "stack", string(debug.Stack()))
+			v, r, ok = policy.Accept, 0, false
+		}
+	}()
+	v, r = w.engine.Process(payload, wireLen, now)
+	return v, r, true
+}
+
+// logDecision writes the line for a dropped packet or a reset answering a
+// reserved-flag SYN. The packet is decoded again here, on this rare path,
+// so the hot path passes the payload straight to engine.Process.
+func (w *Worker) logDecision(payload []byte, wireLen int, v policy.Verdict, r policy.Reason, now int64) {
+	level := slog.LevelWarn
+	if v == policy.Drop && r == policy.ReasonMalformed || r == policy.ReasonOutOfWindow {
+		level = slog.LevelDebug
+	}
+	if !w.log.Enabled(context.Background(), level) {
+		return
+	}
+	if !w.lim.allow(now) {
+		w.stats.LogSuppressed.Add(1)
+		return
+	}
+	var p packet.Parsed
+	packet.Decode(payload, wireLen, &p)
+	d := w.engine.Detail()
+	attrs := []slog.Attr{
+		slog.String("reason", r.String()),
+		slog.String("state", d.State.String()),
+	}
+	if p.Kind == packet.KindTCP {
+		attrs = append(attrs,
+			slog.String("src", p.SrcAddrPort().String()),
+			slog.String("dst", p.DstAddrPort().String()),
+			slog.Uint64("seq", uint64(p.Seq)), slog.Uint64("ack", uint64(p.Ack)))
+	}
+	if d.Checked {
+		attrs = append(attrs, slog.Uint64("window_lo", uint64(d.WinLo)), slog.Uint64("window_hi", uint64(d.WinHi)))
+	}
+	if w.markDrop.Load() != 0 && v == policy.Drop {
+		attrs = append(attrs, slog.Bool("marked_instead_of_dropped", true))
+	}
+	msg := "dropped packet"
+	switch {
+	case r == policy.ReasonRSTAnswersReservedSYN:
+		// RFC 3360 2: a reset answering a SYN with ECN or reserved bits
+		// is the mark of a middlebox or host that rejects them.
+		msg = "reset answers a SYN that carried ECN or reserved bits (RFC 3360 violator upstream)"
+		attrs = append(attrs, slog.String("peer", p.SrcAddrPort().Addr().String()),
+			slog.String("syn_flags", synFlagNames(d.SYNFlags)))
+	case p.Kind == packet.KindTCP && p.Flags&packet.RST != 0:
+		msg = "dropped reset"
+	}
+	w.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+func synFlagNames(f packet.Flags) string {
+	s := ""
+	add := func(n string) {
+		if s != "" {
+			s += ","
+		}
+		s += n
+	}
+	if f&packet.ECE != 0 {
+		add("ece")
+	}
+	if f&packet.CWR != 0 {
+		add("cwr")
+	}
+	if f&packet.AE != 0 {
+		add("ae")
+	}
+	if f&packet.Reserved != 0 {
+		add("reserved")
+	}
+	return s
+}
+
+// libLogger routes go-nfqueue's own messages to slog.
+type libLogger struct{ l *slog.Logger }
+
+func (l libLogger) Debugf(format string, args ...any) { l.l.Debug(fmt.Sprintf(format, args...)) }
+func (l libLogger) Errorf(format string, args ...any) { l.l.Debug(fmt.Sprintf(format, args...)) }
