@@ -17,6 +17,7 @@ type Engine struct {
 	pending atomic.Pointer[pendingConfig]
 	stats   Stats
 	detail  Detail
+	packets uint32 // decisions since the last reap
 }
 
 type pendingConfig struct {
@@ -24,9 +25,14 @@ type pendingConfig struct {
 	table  conntrack.Config
 }
 
-// reapBudget is how many expired flows one packet may remove (amortised
-// reaping: the table never needs a timer goroutine).
-const reapBudget = 2
+// Amortised reaping: every reapEvery packets the engine removes up to
+// reapBudget expired flows (two per packet on average, more than the one
+// flow a packet can create), so the table needs no timer goroutine and the
+// per-packet cost stays flat.
+const (
+	reapEvery  = 32
+	reapBudget = 2 * reapEvery
+)
 
 // NewEngine returns an engine with an empty table.
 func NewEngine(pc Config, tc conntrack.Config) *Engine {
@@ -70,7 +76,10 @@ func (e *Engine) Decide(p *packet.Parsed, now int64) (Verdict, Reason) {
 	e.detail = Detail{}
 	r := e.decide(p, now)
 	e.stats.Reasons[r].Add(1)
-	e.table.Reap(now, reapBudget)
+	if e.packets++; e.packets >= reapEvery {
+		e.packets = 0
+		e.table.Reap(now, reapBudget)
+	}
 	return r.Verdict(), r
 }
 
