@@ -112,12 +112,12 @@ type Worker struct {
 	looping   atomic.Bool
 
 	// Owned by the receive-loop goroutine while bound.
-	nf         *nfqueue.Nfqueue
-	stopping   atomic.Bool
-	stopAt     time.Time
-	exit       chan exitCause
-	errStreak  int
-	unbindSent bool
+	nf        *nfqueue.Nfqueue
+	stopping  atomic.Bool
+	stopAt    time.Time
+	exit      chan exitCause
+	errStreak int
+	drained   uint64 // packets given a verdict after the stop began
 }
 
 type exitCause uint8
@@ -281,7 +281,7 @@ func (w *Worker) bind() error {
 	}
 	w.nf = nf
 	w.stopping.Store(false)
-	w.unbindSent = false
+	w.drained = 0
 	w.errStreak = 0
 	select {
 	case <-w.exit:
@@ -353,7 +353,7 @@ func (w *Worker) serve(ctx context.Context) exitCause {
 	w.looping.Store(false)
 	w.nf = nil
 	if cause == exitStopped {
-		w.log.Info("queue unbound")
+		w.log.Info("queue unbound", "drained", w.drained, "drain_time", time.Since(w.stopAt).Round(time.Microsecond))
 	}
 	return cause
 }
@@ -411,6 +411,9 @@ func (w *Worker) onError(err error) int {
 				w.log.Warn("drain timed out; the kernel drops the packets still queued when the queue is unbound",
 					"queued", q.Total)
 			}
+			// Clear our deadline so the library's UNBIND can read its
+			// acknowledgement.
+			w.nf.Con.SetReadDeadline(time.Time{})
 			w.signalExit(exitStopped)
 			return 1
 		}
@@ -484,6 +487,9 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 		wire = int(*a.CapLen)
 	}
 	verdict, mark, hasMark := w.handle(payload, wire)
+	if w.stopping.Load() {
+		w.drained++
+	}
 	id := *a.PacketID
 	var err error
 	if hasMark {
