@@ -13,13 +13,16 @@
 //
 //	kernel          no rule: the kernel forwards alone
 //	accept          bench/nfqaccept, tuned (GSO, fail-open, NoENOBUFS,
-//	                128-byte copy, 4 MiB buffer): the NFQUEUE ceiling
+//	                128-byte copy, 4 MiB buffer, batch verdicts): the
+//	                NFQUEUE ceiling
 //	rstguard        rstguard run, inline, built from ./cmd/rstguard
-//	accept-untuned  bench/nfqaccept -tuned=false (full copy, no GSO)
-//	accept-batch    bench/nfqaccept -verdict batch (with -batch)
+//	accept-single   tuned, but one verdict message per packet (-single)
+//	accept-untuned  bench/nfqaccept -tuned=false (full copy, no GSO, no
+//	                fail-open, default buffer, one verdict per packet)
 //
-// For the queue configurations the gateway's FORWARD chain gets
-// "-p tcp -j NFQUEUE --queue-balance Q --queue-bypass" (deploy/iptables.rules).
+// For the queue configurations the gateway's mangle FORWARD chain gets
+// "-p tcp -j NFQUEUE --queue-balance Q --queue-bypass", as in
+// deploy/iptables.rules.
 // It reports per configuration the median throughput, the ratios rstguard /
 // accept and each / kernel, the kernel's queue drops, packets that
 // bypassed a full queue (fail-open), the consumer's CPU time per queued
@@ -48,7 +51,7 @@ type options struct {
 	runs, seconds, pingPongs int
 	queues                   string
 	jsonOut                  bool
-	untuned, batch, guard    bool
+	untuned, single, guard   bool
 	rstguardBin, acceptBin   string
 	rstguardConfig           string
 }
@@ -99,7 +102,7 @@ func main() {
 	flag.StringVar(&o.queues, "queues", "0:1", "NFQUEUE queues (iptables --queue-balance syntax)")
 	flag.BoolVar(&o.jsonOut, "json", false, "print the samples and summary as JSON instead of a table")
 	flag.BoolVar(&o.untuned, "untuned", true, "also measure the untuned accept-all program")
-	flag.BoolVar(&o.batch, "batch", false, "also measure the accept-all program with batch verdicts")
+	flag.BoolVar(&o.single, "single", true, "also measure the tuned accept-all program with one verdict per packet")
 	flag.BoolVar(&o.guard, "rstguard", true, "measure rstguard inline")
 	flag.StringVar(&o.rstguardBin, "rstguard-bin", "", "rstguard binary (default: built from ./cmd/rstguard)")
 	flag.StringVar(&o.acceptBin, "nfqaccept-bin", "", "nfqaccept binary (default: built from ./bench/nfqaccept)")
@@ -176,10 +179,10 @@ func runBench(ctx context.Context, o options) error {
 		configs = append(configs, c)
 	}
 	if o.untuned {
-		configs = append(configs, &config{Name: "accept-untuned", args: []string{accept, "-queues", o.queues, "-tuned=false"}})
+		configs = append(configs, &config{Name: "accept-untuned", args: []string{accept, "-queues", o.queues, "-tuned=false", "-verdict", "single"}})
 	}
-	if o.batch {
-		configs = append(configs, &config{Name: "accept-batch", gso: true, args: []string{accept, "-queues", o.queues, "-verdict", "batch"}})
+	if o.single {
+		configs = append(configs, &config{Name: "accept-single", gso: true, args: []string{accept, "-queues", o.queues, "-verdict", "single"}})
 	}
 
 	t, err := newTopology(ctx)
@@ -242,10 +245,10 @@ func measure(ctx context.Context, t *topology, pp *pingPongServer, c *config, o 
 		if err := waitBound(p, nq); err != nil {
 			return fail(err)
 		}
-		if _, err := run(ctx, append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-A"}, rule...)...); err != nil {
+		if _, err := run(ctx, append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-t", "mangle", "-A"}, rule...)...); err != nil {
 			return fail(err)
 		}
-		defer run(context.Background(), append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-D"}, rule...)...)
+		defer run(context.Background(), append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-t", "mangle", "-D"}, rule...)...)
 	}
 	var q0, q1, q2 queueSnap
 	var cpu0, cpu1, user0, user1 time.Duration

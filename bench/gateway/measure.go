@@ -92,7 +92,7 @@ func cpuTime(pid int) (user, sys time.Duration, err error) {
 // FORWARD: every packet the rule sent to a queue, including the ones a full
 // queue let through with fail-open, which no /proc counter records.
 func ruleHits(ctx context.Context, ns string) (uint64, error) {
-	out, err := run(ctx, "ip", "netns", "exec", ns, "iptables", "-w", "-L", "FORWARD", "-v", "-x", "-n")
+	out, err := run(ctx, "ip", "netns", "exec", ns, "iptables", "-w", "-t", "mangle", "-L", "FORWARD", "-v", "-x", "-n")
 	if err != nil {
 		return 0, err
 	}
@@ -102,7 +102,7 @@ func ruleHits(ctx context.Context, ns string) (uint64, error) {
 			return strconv.ParseUint(f[0], 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no NFQUEUE rule in %s FORWARD", ns)
+	return 0, fmt.Errorf("no NFQUEUE rule in %s mangle FORWARD", ns)
 }
 
 type iperfResult struct {

@@ -16,14 +16,21 @@
 //   - headers-only copy (-copy-range, 128 bytes: IPv6 40 + extension headers
 //   - TCP 60 fits), so payload never crosses into user space;
 //   - a 4 MiB socket receive buffer (SO_RCVBUFFORCE, so net.core.rmem_max
-//     does not cap it).
+//     does not cap it);
+//   - batch verdicts: one NFQNL_MSG_VERDICT_BATCH ("accept every packet up
+//     to id N") when no further packet is waiting on the socket, instead of
+//     one verdict message per packet. go-nfqueue v2.1.0 offers
+//     SetVerdictBatch but reads one datagram per callback, so the callback
+//     peeks (MSG_PEEK|MSG_DONTWAIT) to learn whether it is the last of a
+//     burst. Measured by bench/gateway: about 20% more throughput than
+//     -verdict single on the 2-core test machine.
 //
 // -tuned=false reproduces the naive consumer of issue 3 (full copy, no GSO,
 // no fail-open, default buffer), which overflows its queue under bulk TCP.
 //
 // Usage (root, in the namespace whose FORWARD chain queues to 0 and 1):
 //
-//	nfqaccept -queues 0:1 [-tuned=false] [-verdict single|batch]
+//	nfqaccept -queues 0:1 [-tuned=false] [-verdict batch|single]
 //
 // It prints "ready" on standard output once every queue is bound, and on
 // SIGINT/SIGTERM one JSON line of counters on standard output, then exits.
@@ -73,7 +80,7 @@ func main() {
 	copyRange := flag.Uint("copy-range", 128, "bytes of each packet copied to user space when tuned (headers only)")
 	flag.IntVar(&o.rcvbuf, "rcvbuf", 4<<20, "netlink socket receive buffer in bytes when tuned")
 	maxLen := flag.Uint("max-queue-len", 1024, "kernel queue length (packets waiting for a verdict)")
-	verdict := flag.String("verdict", "single", "single: one verdict message per packet; batch: one NFQNL_MSG_VERDICT_BATCH when the socket has no more packets waiting (or after -max-batch)")
+	verdict := flag.String("verdict", "batch", "batch: one NFQNL_MSG_VERDICT_BATCH when the socket has no more packets waiting (or after -max-batch); single: one verdict message per packet (always single when untuned)")
 	flag.IntVar(&o.maxBatch, "max-batch", 64, "most packets covered by one batch verdict")
 	flag.Parse()
 
@@ -95,7 +102,7 @@ func main() {
 	switch *verdict {
 	case "single":
 	case "batch":
-		o.batch = true
+		o.batch = o.tuned
 	default:
 		fmt.Fprintf(os.Stderr, "nfqaccept: -verdict %q: want single or batch\n", *verdict)
 		os.Exit(2)
