@@ -11,6 +11,7 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/sys/unix"
 
 	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/policy"
@@ -287,4 +288,28 @@ func BenchmarkLibraryVerdict(b *testing.B) {
 			nf.SetVerdictWithOption(id, nfqueue.NfAccept, nfqueue.WithMark(mark))
 		}
 	})
+}
+
+// TestMoreWaiting: the peek sees a waiting datagram without consuming it,
+// and allocates nothing.
+func TestMoreWaiting(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	if moreWaiting(fds[0]) {
+		t.Fatal("moreWaiting on an empty socket")
+	}
+	unix.Write(fds[1], []byte("x"))
+	if !moreWaiting(fds[0]) || !moreWaiting(fds[0]) {
+		t.Fatal("moreWaiting missed a datagram, or consumed it")
+	}
+	if n := testing.AllocsPerRun(100, func() { moreWaiting(fds[0]) }); n != 0 {
+		t.Errorf("moreWaiting: %v allocs, want 0", n)
+	}
+	if moreWaiting(-1) {
+		t.Error("moreWaiting(-1) = true")
+	}
 }
