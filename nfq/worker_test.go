@@ -280,6 +280,14 @@ func BenchmarkLibraryVerdict(b *testing.B) {
 			nf.SetVerdict(id, nfqueue.NfAccept)
 		}
 	})
+	b.Run("SetVerdictBatch", func(b *testing.B) {
+		b.ReportAllocs()
+		var id uint32
+		for b.Loop() {
+			id++
+			nf.SetVerdictBatch(id, nfqueue.NfAccept)
+		}
+	})
 	b.Run("SetVerdictWithMark", func(b *testing.B) {
 		b.ReportAllocs()
 		var id uint32
