@@ -671,8 +671,10 @@ func synFlagNames(f packet.Flags) string {
 	return s
 }
 
-// libLogger routes go-nfqueue's own messages to slog.
+// libLogger routes go-nfqueue's own messages to slog. Its errors are worth
+// a warning: "Could not parse message" means a packet the kernel holds got
+// no verdict (the kernel drops it when the queue is unbound).
 type libLogger struct{ l *slog.Logger }
 
-func (l libLogger) Debugf(format string, args ...any) { l.l.Debug(fmt.Sprintf(format, args...)) }
-func (l libLogger) Errorf(format string, args ...any) { l.l.Debug(fmt.Sprintf(format, args...)) }
+func (l libLogger) Debugf(format string, args ...any) { l.l.Debug("go-nfqueue: " + fmt.Sprintf(format, args...)) }
+func (l libLogger) Errorf(format string, args ...any) { l.l.Warn("go-nfqueue: " + fmt.Sprintf(format, args...)) }

@@ -321,3 +321,17 @@ func TestMoreWaiting(t *testing.T) {
 		t.Error("moreWaiting(-1) = true")
 	}
 }
+
+func TestLimiterBurstAtLeastOne(t *testing.T) {
+	var l limiter
+	l.set(5, 0)
+	if !l.allow(1e9) {
+		t.Error("a positive rate with burst 0 must still log a line")
+	}
+	l.set(0, 0)
+	var l2 limiter
+	l2.set(0, 0)
+	if l2.allow(1e9) || l2.allow(2e9) {
+		t.Error("rate 0, burst 0 must suppress every line")
+	}
+}
