@@ -676,5 +676,9 @@ func synFlagNames(f packet.Flags) string {
 // no verdict (the kernel drops it when the queue is unbound).
 type libLogger struct{ l *slog.Logger }
 
-func (l libLogger) Debugf(format string, args ...any) { l.l.Debug("go-nfqueue: " + fmt.Sprintf(format, args...)) }
-func (l libLogger) Errorf(format string, args ...any) { l.l.Warn("go-nfqueue: " + fmt.Sprintf(format, args...)) }
+func (l libLogger) Debugf(format string, args ...any) {
+	l.l.Debug("go-nfqueue: " + fmt.Sprintf(format, args...))
+}
+func (l libLogger) Errorf(format string, args ...any) {
+	l.l.Warn("go-nfqueue: " + fmt.Sprintf(format, args...))
+}
