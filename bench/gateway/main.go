@@ -16,6 +16,9 @@
 //	                128-byte copy, 4 MiB buffer, batch verdicts): the
 //	                NFQUEUE ceiling
 //	rstguard        rstguard run, inline, built from ./cmd/rstguard
+//	engine          bench/nfqguard: rstguard's data path alone (nfq.Worker
+//	                and policy.Engine per queue, default policy), without
+//	                the daemon's configuration, metrics and reload
 //	accept-single   tuned, but one verdict message per packet (-single)
 //	accept-untuned  bench/nfqaccept -tuned=false (full copy, no GSO, no
 //	                fail-open, default buffer, one verdict per packet)
@@ -52,6 +55,8 @@ type options struct {
 	queues                   string
 	jsonOut                  bool
 	untuned, single, guard   bool
+	engine                   bool
+	profileDir               string
 	rstguardBin, acceptBin   string
 	rstguardConfig           string
 }
@@ -104,6 +109,8 @@ func main() {
 	flag.BoolVar(&o.untuned, "untuned", true, "also measure the untuned accept-all program")
 	flag.BoolVar(&o.single, "single", true, "also measure the tuned accept-all program with one verdict per packet")
 	flag.BoolVar(&o.guard, "rstguard", true, "measure rstguard inline")
+	flag.BoolVar(&o.engine, "engine", true, "measure rstguard's data path alone (bench/nfqguard)")
+	flag.StringVar(&o.profileDir, "profile", "", "write a CPU profile of bench/nfqguard per run into this directory (engine-runN.pprof)")
 	flag.StringVar(&o.rstguardBin, "rstguard-bin", "", "rstguard binary (default: built from ./cmd/rstguard)")
 	flag.StringVar(&o.acceptBin, "nfqaccept-bin", "", "nfqaccept binary (default: built from ./bench/nfqaccept)")
 	flag.StringVar(&o.rstguardConfig, "rstguard-config", "", "rstguard configuration file (default: a generated one for the queues)")
@@ -150,6 +157,11 @@ func runBench(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(tmp)
 
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	configs := []*config{{Name: "kernel"}}
 	accept := o.acceptBin
 	if accept == "" {
@@ -176,6 +188,15 @@ func runBench(ctx context.Context, o options) error {
 			}
 		}
 		c.args = []string{bin, "run", "--config", cfg}
+		configs = append(configs, c)
+	}
+	if o.engine {
+		c := &config{Name: "engine", gso: true}
+		bin := filepath.Join(tmp, "nfqguard")
+		if err := goBuild(ctx, bin, "./bench/nfqguard"); err != nil {
+			c.Err = err.Error()
+		}
+		c.args = []string{bin, "-queues", o.queues}
 		configs = append(configs, c)
 	}
 	if o.untuned {
@@ -212,12 +233,16 @@ func runBench(ctx context.Context, o options) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			s := measure(ctx, t, pp, c, o, nq)
+			cc := *c
+			if c.Name == "engine" && o.profileDir != "" {
+				cc.args = append(slices.Clone(c.args), "-cpuprofile", filepath.Join(o.profileDir, fmt.Sprintf("engine-run%d.pprof", r)))
+			}
+			s := measure(ctx, t, pp, &cc, o, nq)
 			s.Run = r
 			if !o.jsonOut {
 				fmt.Fprintf(os.Stderr, "run %d %-15s %7.2f Gbit/s  rtt p99 %6.1f µs  %s\n", r, c.Name, s.BitsPerSecond/1e9, s.RTTp99us, s.Err)
 			}
-			if s.Err != "" && s.BitsPerSecond == 0 && c.Name == "rstguard" && strings.Contains(s.Err, "exited") {
+			if s.Err != "" && s.BitsPerSecond == 0 && (c.Name == "rstguard" || c.Name == "engine") && strings.Contains(s.Err, "exited") {
 				// rstguard run is not usable (not implemented, bad config):
 				// say so once instead of failing every run.
 				c.Err = s.Err
@@ -236,6 +261,9 @@ func measure(ctx context.Context, t *topology, pp *pingPongServer, c *config, o 
 	fail := func(err error) sample { s.Err = err.Error(); return s }
 	var p *proc
 	rule := []string{"FORWARD", "-p", "tcp", "-j", "NFQUEUE", "--queue-balance", o.queues, "--queue-bypass"}
+	if nq == 1 {
+		rule[5] = "--queue-num"
+	}
 	if len(c.args) > 0 {
 		var err error
 		if p, err = startIn(t.gateway, c.Name, c.args...); err != nil {
@@ -512,7 +540,7 @@ func report(o options, configs []*config, samples []sample, load0, load1 string)
 		for _, e := range s.Errors {
 			fmt.Printf("%s: %s\n", s.Config, e)
 		}
-		if s.Runs == 0 && s.Config != "rstguard" {
+		if s.Runs == 0 && s.Config != "rstguard" && s.Config != "engine" {
 			errs = append(errs, fmt.Errorf("%s: no successful run", s.Config))
 		}
 	}
