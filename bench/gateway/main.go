@@ -110,7 +110,7 @@ func main() {
 	flag.BoolVar(&o.single, "single", true, "also measure the tuned accept-all program with one verdict per packet")
 	flag.BoolVar(&o.guard, "rstguard", true, "measure rstguard inline")
 	flag.BoolVar(&o.engine, "engine", true, "measure rstguard's data path alone (bench/nfqguard)")
-	flag.StringVar(&o.profileDir, "profile", "", "write a CPU profile of bench/nfqguard per run into this directory (engine-runN.pprof)")
+	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of bench/nfqguard and the tuned bench/nfqaccept per run into this directory (engine-runN.pprof, accept-runN.pprof)")
 	flag.StringVar(&o.rstguardBin, "rstguard-bin", "", "rstguard binary (default: built from ./cmd/rstguard)")
 	flag.StringVar(&o.acceptBin, "nfqaccept-bin", "", "nfqaccept binary (default: built from ./bench/nfqaccept)")
 	flag.StringVar(&o.rstguardConfig, "rstguard-config", "", "rstguard configuration file (default: a generated one for the queues)")
@@ -234,8 +234,8 @@ func runBench(ctx context.Context, o options) error {
 				return ctx.Err()
 			}
 			cc := *c
-			if c.Name == "engine" && o.profileDir != "" {
-				cc.args = append(slices.Clone(c.args), "-cpuprofile", filepath.Join(o.profileDir, fmt.Sprintf("engine-run%d.pprof", r)))
+			if (c.Name == "engine" || c.Name == "accept") && o.profileDir != "" {
+				cc.args = append(slices.Clone(c.args), "-cpuprofile", filepath.Join(o.profileDir, fmt.Sprintf("%s-run%d.pprof", c.Name, r)))
 			}
 			s := measure(ctx, t, pp, &cc, o, nq)
 			s.Run = r

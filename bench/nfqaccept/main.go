@@ -44,6 +44,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -63,6 +64,7 @@ type options struct {
 	maxQueueLen uint32
 	batch       bool
 	maxBatch    int
+	cpuprofile  string
 }
 
 // counters are shared by all queue goroutines and printed on exit.
@@ -82,6 +84,7 @@ func main() {
 	maxLen := flag.Uint("max-queue-len", 1024, "kernel queue length (packets waiting for a verdict)")
 	verdict := flag.String("verdict", "batch", "batch: one NFQNL_MSG_VERDICT_BATCH when the socket has no more packets waiting (or after -max-batch); single: one verdict message per packet (always single when untuned)")
 	flag.IntVar(&o.maxBatch, "max-batch", 64, "most packets covered by one batch verdict")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 
 	var err error
@@ -144,6 +147,17 @@ func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var c counters
 	var nfs []*nfqueue.Nfqueue
 	defer func() {
