@@ -1,0 +1,98 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// PreflightError lists every missing prerequisite of the lab, each as a
+// sentence that says how to fix it.
+type PreflightError struct {
+	Missing []string
+}
+
+func (e *PreflightError) Error() string {
+	return "the lab cannot run on this machine:\n  - " + strings.Join(e.Missing, "\n  - ")
+}
+
+// Exact messages of Preflight (tests and users match on them).
+const (
+	msgNotRoot   = "not running as root: the lab creates network namespaces and firewall rules (run it with sudo, e.g. `sudo rstguard lab`)"
+	msgNoIP      = "the `ip` command (iproute2) is missing: apt-get install -y iproute2"
+	msgNoIPT     = "the `iptables` command is missing: apt-get install -y iptables"
+	msgNoIP6T    = "the `ip6tables` command is missing: apt-get install -y iptables"
+	msgNoSysctl  = "the `sysctl` command is missing: apt-get install -y procps"
+	msgNoNetns   = "cannot create a network namespace (%s): the kernel needs CONFIG_NET_NS and the process CAP_SYS_ADMIN (inside a container, run it privileged)"
+	msgNoNFQueue = "the kernel refused an NFQUEUE rule (%s): load the module with `modprobe nfnetlink_queue xt_NFQUEUE` (kernel config NETFILTER_NETLINK_QUEUE and NETFILTER_XT_TARGET_NFQUEUE)"
+)
+
+// Preflight checks what the lab needs: root, the ip, iptables, ip6tables and
+// sysctl tools, network namespaces, and kernel NFQUEUE support (probed by
+// installing an NFQUEUE rule for IPv4 and IPv6 in a scratch namespace named
+// prefix+"probe", removed afterwards). It returns a *PreflightError listing
+// everything missing, or nil.
+func Preflight(ctx context.Context, prefix string) error {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if !validPrefix(prefix) {
+		return fmt.Errorf("%w: %q", errPrefix, prefix)
+	}
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, msgNotRoot)
+	}
+	tools := []struct{ name, msg string }{
+		{"ip", msgNoIP}, {"iptables", msgNoIPT}, {"ip6tables", msgNoIP6T}, {"sysctl", msgNoSysctl},
+	}
+	have := map[string]bool{}
+	for _, tl := range tools {
+		if _, err := exec.LookPath(tl.name); err != nil {
+			missing = append(missing, tl.msg)
+			continue
+		}
+		have[tl.name] = true
+	}
+	if len(missing) > 0 {
+		// Without root or the tools the kernel probe cannot run.
+		return &PreflightError{Missing: missing}
+	}
+	if err := probeNFQueue(ctx, prefix+"probe"); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if len(missing) > 0 {
+		return &PreflightError{Missing: missing}
+	}
+	return nil
+}
+
+func probeNFQueue(ctx context.Context, ns string) error {
+	run := func(args ...string) error {
+		out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	if nsExists(ns) {
+		_ = run("ip", "netns", "del", ns)
+	}
+	if err := run("ip", "netns", "add", ns); err != nil {
+		return fmt.Errorf(msgNoNetns, err)
+	}
+	defer func() { _ = run("ip", "netns", "del", ns) }()
+	var errs []error
+	for _, ipt := range []string{"iptables", "ip6tables"} {
+		if err := run("ip", "netns", "exec", ns, ipt, "-A", "FORWARD", "-p", "tcp", "-j", "NFQUEUE", "--queue-num", "0", "--queue-bypass"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf(msgNoNFQueue, err)
+	}
+	return nil
+}
