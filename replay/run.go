@@ -1,0 +1,174 @@
+package replay
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+	"time"
+
+	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/packet"
+	"github.com/rstguard/rstguard/policy"
+)
+
+// Frame is the verdict on one frame of a capture, with what the output of
+// SPEC section 8 shows about it.
+type Frame struct {
+	Index   int       // 1-based position in the capture
+	Time    time.Time // capture timestamp
+	Verdict policy.Verdict
+	Reason  policy.Reason
+	// State is the flow's state before the packet (StateNone for no flow
+	// and for anything that is not TCP).
+	State conntrack.State
+
+	// IP reports that the frame carries an IPv4 or IPv6 packet whose
+	// addresses could be read: Src and Dst are valid (ports are 0 unless
+	// TCP).
+	IP bool
+	// TCP reports a decoded TCP segment: the ports, Flags, Seq, Ack and
+	// Len are valid.
+	TCP      bool
+	Src, Dst netip.AddrPort
+	Flags    packet.Flags
+	Seq, Ack uint32
+	Len      uint32 // TCP payload length (from the IP length fields)
+
+	// Window reports that WinLo and WinHi hold the range [WinLo, WinHi) of
+	// sequence numbers the engine would have accepted, for a dropped reset
+	// (policy.Detail's Checked window).
+	Window       bool
+	WinLo, WinHi uint32
+}
+
+// Summary counts what a replay saw.
+type Summary struct {
+	Frames int // frames read
+	NonIP  int // frames without IPv4/IPv6 (never given to the engine)
+	TCP    int // decoded TCP segments
+	// FlowsCreated is the number of flows the engine created.
+	FlowsCreated uint64
+	// Reasons counts frames by reason, from the engine's counters; frames
+	// that carry no IP at all are counted under not_tcp, as they are
+	// printed.
+	Reasons [policy.NumReasons]uint64
+}
+
+// Dropped returns the number of dropped frames.
+func (s *Summary) Dropped() uint64 {
+	var n uint64
+	for r, c := range s.Reasons {
+		if policy.Reason(r).Verdict() == policy.Drop {
+			n += c
+		}
+	}
+	return n
+}
+
+// Run reads the capture in r and hands every IP packet, with its wire
+// length and capture time, to eng.Process: the daemon's own entry point.
+// emit, if not nil, gets each frame's verdict in capture order. A frame
+// without IP is reported as not_tcp and accepted, as the daemon would never
+// see it. Run returns what it counted even when the capture ends in an
+// error (a truncated file), so the frames before it stay useful.
+func Run(r io.Reader, eng *policy.Engine, emit func(Frame)) (Summary, error) {
+	rd, err := NewReader(r)
+	if err != nil {
+		return Summary{}, err
+	}
+	return RunReader(rd, eng, emit)
+}
+
+// RunReader is Run over an opened Reader.
+func RunReader(rd *Reader, eng *policy.Engine, emit func(Frame)) (Summary, error) {
+	var sum Summary
+	st := eng.Stats()
+	var before [policy.NumReasons]uint64
+	for i := range before {
+		before[i] = st.Reasons[i].Load()
+	}
+	created0 := eng.Table().Stats().Created.Load()
+	var err error
+	for {
+		var pk Packet
+		pk, err = rd.Next()
+		if err != nil {
+			break
+		}
+		sum.Frames++
+		f := Decide(eng, &pk)
+		if pk.IP == nil {
+			sum.NonIP++
+		}
+		if f.TCP {
+			sum.TCP++
+		}
+		if emit != nil {
+			emit(f)
+		}
+	}
+	for i := range sum.Reasons {
+		sum.Reasons[i] = st.Reasons[i].Load() - before[i]
+	}
+	sum.Reasons[policy.ReasonNotTCP] += uint64(sum.NonIP)
+	sum.FlowsCreated = eng.Table().Stats().Created.Load() - created0
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return sum, err
+}
+
+// Decide runs one frame through eng at the frame's capture time and
+// describes the verdict.
+func Decide(eng *policy.Engine, pk *Packet) Frame {
+	f := Frame{Index: pk.Index, Time: pk.Time, Verdict: policy.Accept, Reason: policy.ReasonNotTCP}
+	if pk.IP == nil {
+		return f
+	}
+	var now int64
+	if !pk.Time.IsZero() {
+		now = pk.Time.UnixNano()
+	}
+	f.Verdict, f.Reason = eng.Process(pk.IP, pk.WireLen, now)
+	d := eng.Detail()
+	f.State = d.State
+
+	// Decode again for the output: Process keeps its Parsed to itself,
+	// and replay is not on a per-packet budget.
+	var p packet.Parsed
+	packet.Decode(pk.IP, pk.WireLen, &p)
+	if p.Kind == packet.KindTCP {
+		f.IP, f.TCP = true, true
+		f.Src, f.Dst = p.SrcAddrPort(), p.DstAddrPort()
+		f.Flags = p.Flags
+		f.Seq, f.Ack = uint32(p.Seq), uint32(p.Ack)
+		f.Len = p.PayloadLen
+	} else if src, dst, ok := ipAddrs(pk.IP); ok {
+		f.IP = true
+		f.Src, f.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
+	}
+	if f.TCP && f.Verdict == policy.Drop && f.Flags&packet.RST != 0 && d.Checked {
+		f.Window = true
+		f.WinLo, f.WinHi = uint32(d.WinLo), uint32(d.WinHi)
+	}
+	return f
+}
+
+// ipAddrs reads the addresses of an IP packet that did not decode as TCP
+// (for the output only: ICMP, UDP, fragments, malformed TCP).
+func ipAddrs(b []byte) (src, dst netip.Addr, ok bool) {
+	if len(b) == 0 {
+		return
+	}
+	switch b[0] >> 4 {
+	case 4:
+		if len(b) >= 20 {
+			return netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20])), true
+		}
+	case 6:
+		if len(b) >= 40 {
+			return netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40])), true
+		}
+	}
+	return
+}
