@@ -23,8 +23,10 @@ import (
 //	flags    TCP flags, e.g. "SA", "R", "RA"   (TCP only)
 //	seq, ack sequence and acknowledgement numbers (TCP only)
 //	len      TCP payload length                 (TCP only)
-//	window   {"lo": n, "hi": n}: the sequence numbers [lo, hi) a reset
-//	         had to hit, for a dropped reset only
+//	window   {"lo": n, "hi": n}, for a dropped reset only: the numbers
+//	         [lo, hi) it had to hit, as policy.Detail reports them: the
+//	         acknowledgement numbers that acknowledge the SYN for a
+//	         reset answering one (syn_sent), else sequence numbers
 //
 // Every value is an ASCII string the engine or net/netip produced, or a
 // number, so no escaping is needed.

@@ -108,6 +108,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 	}
 	pr, err := pcapgo.NewReader(br)
 	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("the pcap file header is cut short: %w", io.ErrUnexpectedEOF)
+		}
 		return nil, fmt.Errorf("not a pcap or pcapng capture (%w)", err)
 	}
 	lt := pr.LinkType()
@@ -148,7 +151,7 @@ func (r *Reader) Next() (Packet, error) {
 	if len(data) > ci.CaptureLength {
 		data = data[:ci.CaptureLength]
 	}
-	p := Packet{Index: r.n, Time: ci.Timestamp, LinkType: lt}
+	p := Packet{Index: r.n, Time: ci.Timestamp.UTC(), LinkType: lt}
 	ip, hdr := stripLink(lt, data)
 	if ip == nil {
 		return p, nil

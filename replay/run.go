@@ -34,9 +34,10 @@ type Frame struct {
 	Seq, Ack uint32
 	Len      uint32 // TCP payload length (from the IP length fields)
 
-	// Window reports that WinLo and WinHi hold the range [WinLo, WinHi) of
-	// sequence numbers the engine would have accepted, for a dropped reset
-	// (policy.Detail's Checked window).
+	// Window reports that WinLo and WinHi hold the range [WinLo, WinHi)
+	// the engine checked a dropped reset against (policy.Detail's Checked
+	// window): acknowledgement numbers for a reset answering a SYN
+	// (syn_sent, RFC 9293 3.10.7.3), sequence numbers otherwise.
 	Window       bool
 	WinLo, WinHi uint32
 }
