@@ -37,6 +37,10 @@ const (
 	optTFO       = 34 // RFC 7413 4.1.1
 	optExp       = 254
 	tfoExpMagic  = 0xF989 // RFC 7413 4.1.1 experimental TFO, as Linux sends it (TCPOPT_FASTOPEN_MAGIC)
+
+	// alignedTS is NOP, NOP, timestamps kind and length: the first word of
+	// a 12-octet option block holding only timestamps.
+	alignedTS = optNOP<<24 | optNOP<<16 | optTimestamp<<8 | 10
 )
 
 // Decode parses b, an IPv4 or IPv6 packet starting at the IP header, into p.
@@ -230,7 +234,14 @@ func decodeTCP(b []byte, off, n int, p *Parsed) {
 		p.Kind = KindTruncated
 		return
 	}
-	if hl > 20 && !p.parseOptions(b[off+20:off+hl]) {
+	if hl == 32 && binary.BigEndian.Uint32(b[off+20:off+24]) == alignedTS {
+		// The layout every Linux segment after the handshake carries (RFC
+		// 7323 Appendix A); Linux tcp_fast_parse_options takes the same
+		// shortcut.
+		p.Opts = OptTimestamp
+		p.TSVal = binary.BigEndian.Uint32(b[off+24 : off+28])
+		p.TSEcr = binary.BigEndian.Uint32(b[off+28 : off+32])
+	} else if hl > 20 && !p.parseOptions(b[off+20:off+hl]) {
 		p.Kind = KindMalformed
 		return
 	}

@@ -392,6 +392,8 @@ func TestOptions(t *testing.T) {
 			Parsed{Opts: OptSACK, SACKEdge: 0x10}},
 		{"sack_partial_block_ignored", "05 06 00 00 00 10 00 00", Parsed{}},
 		{"timestamps", "01 01 08 0a 00 00 00 01 ff ff ff ff", Parsed{Opts: OptTimestamp, TSVal: 1, TSEcr: 0xffffffff}},
+		{"timestamps_unaligned", "08 0a 00 00 00 01 00 00 00 02 00 00", Parsed{Opts: OptTimestamp, TSVal: 1, TSEcr: 2}},
+		{"timestamps_aligned_then_more", "01 01 08 0a 00 00 00 01 00 00 00 02 02 04 05 b4", Parsed{Opts: OptTimestamp | OptMSS, TSVal: 1, TSEcr: 2, MSS: 1460}},
 		{"timestamps_wrong_length_ignored", "08 06 00 00 00 01 00 00", Parsed{}},
 		{"tfo_cookie", "22 0a 01 02 03 04 05 06 07 08 00 00", Parsed{Opts: OptTFOCookie}},
 		{"tfo_cookie_request", "22 02 00 00", Parsed{Opts: OptTFOCookie}},
