@@ -89,11 +89,10 @@ func (f *Frame) AppendText(b []byte) []byte {
 		return append(b, " (not IP)"...)
 	}
 	src, dst := f.appendAddr(nil, true), f.appendAddr(nil, false)
-	b = fmt.Appendf(b, " %22s > %-22s", src, dst)
 	if !f.TCP {
-		return b
+		return fmt.Appendf(b, " %22s > %s", src, dst)
 	}
-	b = fmt.Appendf(b, " %-3s seq=%d ack=%d len=%d", flagsString(f.Flags), f.Seq, f.Ack, f.Len)
+	b = fmt.Appendf(b, " %22s > %-22s %-3s seq=%d ack=%d len=%d", src, dst, flagsString(f.Flags), f.Seq, f.Ack, f.Len)
 	if f.Window {
 		b = fmt.Appendf(b, " window=[%d,%d)", f.WinLo, f.WinHi)
 	}

@@ -738,7 +738,9 @@ func FuzzReplay(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out []byte
-		sum, _ := Run(bytes.NewReader(b), newEngine(policy.DefaultConfig()), func(fr Frame) {
+		tc := conntrack.DefaultConfig()
+		tc.MaxFlows = 64 // small: a default table costs megabytes per input
+		sum, _ := Run(bytes.NewReader(b), policy.NewEngine(policy.DefaultConfig(), tc), func(fr Frame) {
 			out = fr.AppendJSON(out[:0])
 			if !json.Valid(out) {
 				t.Fatalf("invalid JSON: %s", out)
