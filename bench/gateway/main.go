@@ -5,8 +5,8 @@
 //
 //	go run ./bench/gateway [-runs 3] [-seconds 5] [-json]
 //
-// It builds three network namespaces, client - gateway - server (names
-// start with "rgb-"), and for each configuration, interleaved within every
+// It builds lab's topology (lab.NewTopology; namespaces rgb-client,
+// rgb-gateway, rgb-server and an idle rgb-attacker), and for each configuration, interleaved within every
 // run, measures iperf3 bulk TCP throughput client to server through the
 // gateway and the round trip of small request/response exchanges over one
 // TCP connection:

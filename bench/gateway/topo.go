@@ -5,86 +5,49 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/rstguard/rstguard/lab"
 )
 
-// Addresses: documentation ranges only (RFC 5737).
+// Addresses of lab's topology (documentation ranges only, RFC 5737).
+var (
+	clientAddr = lab.ClientV4.String()
+	serverAddr = lab.ServerV4.String()
+)
+
 const (
-	clientAddr     = "192.0.2.2"
-	gwClientAddr   = "192.0.2.1"
-	serverAddr     = "198.51.100.2"
-	gwServerAddr   = "198.51.100.1"
 	iperfPort      = "5201"
 	netnsPrefix    = "rgb-"
 	commandTimeout = 20 * time.Second
 )
 
-// topology is three namespaces, client - gateway - server, joined by two
-// veth pairs; the gateway forwards. Names carry the benchmark's PID so a
-// stale topology from a killed run never collides with this one.
+// topology is lab's client - gateway - server network (its attacker
+// namespace stays idle): the gateway routes between the client's veth and
+// the server LAN (a bridge inside the gateway namespace).
 type topology struct {
+	lab                     *lab.Topology
 	client, gateway, server string
 }
 
 func newTopology(ctx context.Context) (*topology, error) {
-	suffix := fmt.Sprint(os.Getpid())
-	t := &topology{
-		client:  netnsPrefix + "cli-" + suffix,
-		gateway: netnsPrefix + "gw-" + suffix,
-		server:  netnsPrefix + "srv-" + suffix,
+	lt, err := lab.NewTopology(ctx, lab.TopologyOptions{Prefix: netnsPrefix})
+	if err != nil {
+		return nil, err
 	}
-	steps := [][]string{
-		{"ip", "netns", "add", t.client},
-		{"ip", "netns", "add", t.gateway},
-		{"ip", "netns", "add", t.server},
-		{"ip", "-n", t.gateway, "link", "add", "c0", "type", "veth", "peer", "name", "eth0", "netns", t.client},
-		{"ip", "-n", t.gateway, "link", "add", "s0", "type", "veth", "peer", "name", "eth0", "netns", t.server},
-		{"ip", "-n", t.client, "addr", "add", clientAddr + "/24", "dev", "eth0"},
-		{"ip", "-n", t.gateway, "addr", "add", gwClientAddr + "/24", "dev", "c0"},
-		{"ip", "-n", t.gateway, "addr", "add", gwServerAddr + "/24", "dev", "s0"},
-		{"ip", "-n", t.server, "addr", "add", serverAddr + "/24", "dev", "eth0"},
-	}
-	for _, ns := range []string{t.client, t.gateway, t.server} {
-		steps = append(steps, []string{"ip", "-n", ns, "link", "set", "lo", "up"})
-	}
-	steps = append(steps,
-		[]string{"ip", "-n", t.client, "link", "set", "eth0", "up"},
-		[]string{"ip", "-n", t.server, "link", "set", "eth0", "up"},
-		[]string{"ip", "-n", t.gateway, "link", "set", "c0", "up"},
-		[]string{"ip", "-n", t.gateway, "link", "set", "s0", "up"},
-		[]string{"ip", "-n", t.client, "route", "add", "default", "via", gwClientAddr},
-		[]string{"ip", "-n", t.server, "route", "add", "default", "via", gwServerAddr},
-		[]string{"ip", "netns", "exec", t.gateway, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
-	)
-	for _, s := range steps {
-		if _, err := run(ctx, s...); err != nil {
-			t.close()
-			return nil, err
-		}
-	}
-	return t, nil
+	return &topology{lab: lt, client: lt.NS(lab.Client), gateway: lt.NS(lab.Gateway), server: lt.NS(lab.Server)}, nil
 }
 
-// close deletes the namespaces (and with them the veths and rules). It
-// runs on every exit path, with its own timeout.
+// close deletes the namespaces (and with them the links and rules). It
+// runs on every exit path.
 func (t *topology) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	for _, ns := range []string{t.client, t.gateway, t.server} {
-		if _, err := os.Stat("/run/netns/" + ns); err == nil {
-			if _, err := run(ctx, "ip", "netns", "del", ns); err != nil {
-				fmt.Fprintln(os.Stderr, "gateway: cleanup:", err)
-			}
-		}
+	if err := t.lab.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway: cleanup:", err)
 	}
 }
 
@@ -104,33 +67,7 @@ func run(ctx context.Context, args ...string) (string, error) {
 
 // inNetns runs fn on an OS thread switched into namespace ns. Sockets fn
 // creates stay in ns for their whole life, whatever thread uses them later.
-func inNetns(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer unix.Close(orig)
-	target, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open namespace %s: %w", ns, err)
-	}
-	defer unix.Close(target)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("setns %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: the runtime discards it when this
-		// goroutine exits, so no other goroutine runs in ns by accident.
-		return errors.Join(ferr, fmt.Errorf("setns back from %s: %w", ns, err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func inNetns(ns string, fn func() error) error { return lab.DoIn(ns, fn) }
 
 // proc is a long-running child (iperf3 server, an NFQUEUE program) started
 // in a namespace. ip netns exec execs the program, so the PID is the
