@@ -755,3 +755,79 @@ func FuzzReplay(f *testing.F) {
 		}
 	})
 }
+
+// subsetCapture rewrites the IP packets of capture src for which keep
+// returns true as a raw-IP pcapng capture.
+func subsetCapture(t *testing.T, src string, keep func(i int, pk Packet) bool) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	intf := pcapgo.DefaultNgInterface
+	intf.LinkType = layers.LinkTypeRaw
+	w, err := pcapgo.NewNgWriterInterface(&buf, intf, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd, err := NewReader(bytes.NewReader(readFile(t, src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		pk, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pk.IP == nil || !keep(i, pk) {
+			continue
+		}
+		ci := gopacket.CaptureInfo{Timestamp: pk.Time, CaptureLength: len(pk.IP), Length: max(pk.WireLen, len(pk.IP))}
+		if err := w.WritePacket(ci, pk.IP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestMidStreamPickup is the daemon restarting in the middle of a
+// connection (SPEC section 3, pickup = true): the forged.pcapng capture
+// from its first data segment on. The first segment creates the flow
+// (pickup, no flow before it); once both directions are seen, resets are
+// checked: the forged reset 2^31 away is dropped in both modes, the one
+// 1000 bytes into the window passes only in window mode; the connection
+// then closes normally.
+func TestMidStreamPickup(t *testing.T) {
+	all, _, _ := replay(t, "forged.pcapng", policy.DefaultConfig())
+	data := flagged(all, packet.PSH)[0].Index
+	b := subsetCapture(t, "forged.pcapng", func(i int, pk Packet) bool { return i+1 >= data })
+	for _, mode := range []policy.RSTMode{policy.RSTModeWindow, policy.RSTModeExact} {
+		t.Run(mode.String(), func(t *testing.T) {
+			pc := policy.DefaultConfig()
+			pc.RSTMode = mode
+			var fs []Frame
+			sum, err := Run(bytes.NewReader(b), newEngine(pc), func(f Frame) { fs = append(fs, f) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			tcp := tcpFrames(fs)
+			rsts := flagged(tcp, packet.RST)
+			if len(rsts) != 2 || sum.FlowsCreated != 1 {
+				t.Fatalf("%d resets, %d flows; want the 2 forged resets of the data phase and 1 flow", len(rsts), sum.FlowsCreated)
+			}
+			want(t, "first segment seen", tcp[0], policy.Accept, policy.ReasonPickup, conntrack.StateNone)
+			want(t, "forged RST outside the window", rsts[0], policy.Drop, policy.ReasonRSTOutOfWindow, conntrack.StateEstablished)
+			if mode == policy.RSTModeWindow {
+				want(t, "forged RST inside the window", rsts[1], policy.Accept, policy.ReasonRSTValid, conntrack.StateEstablished)
+				return
+			}
+			want(t, "forged RST inside the window", rsts[1], policy.Drop, policy.ReasonRSTNotExact, conntrack.StateEstablished)
+			legit := without(fs, rsts...)
+			wantLegit(t, legit, map[int]bool{tcp[0].Index: true})
+			checkClose(t, tcpFrames(legit))
+		})
+	}
+}
