@@ -51,7 +51,7 @@ func (f *Frame) AppendJSON(b []byte) []byte {
 	}
 	if f.TCP {
 		b = append(b, `,"flags":"`...)
-		b = append(b, flagsString(f.Flags)...)
+		b = append(b, f.Flags.String()...)
 		b = append(b, `","seq":`...)
 		b = strconv.AppendUint(b, uint64(f.Seq), 10)
 		b = append(b, `,"ack":`...)
@@ -92,7 +92,7 @@ func (f *Frame) AppendText(b []byte) []byte {
 	if !f.TCP {
 		return fmt.Appendf(b, " %22s > %s", src, dst)
 	}
-	b = fmt.Appendf(b, " %22s > %-22s %-3s seq=%d ack=%d len=%d", src, dst, flagsString(f.Flags), f.Seq, f.Ack, f.Len)
+	b = fmt.Appendf(b, " %22s > %-22s %-3s seq=%d ack=%d len=%d", src, dst, f.Flags.String(), f.Seq, f.Ack, f.Len)
 	if f.Window {
 		b = fmt.Appendf(b, " window=[%d,%d)", f.WinLo, f.WinHi)
 	}

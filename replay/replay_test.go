@@ -95,7 +95,7 @@ func want(t *testing.T, what string, f Frame, v policy.Verdict, r policy.Reason,
 	t.Helper()
 	if f.Verdict != v || f.Reason != r || f.State != st {
 		t.Errorf("%s (frame %d, %s > %s %s seq=%d ack=%d len=%d): got %s/%s before %s, want %s/%s before %s",
-			what, f.Index, f.Src, f.Dst, flagsString(f.Flags), f.Seq, f.Ack, f.Len,
+			what, f.Index, f.Src, f.Dst, f.Flags.String(), f.Seq, f.Ack, f.Len,
 			f.Verdict, f.Reason, f.State, v, r, st)
 	}
 }
@@ -109,7 +109,7 @@ func wantLegit(t *testing.T, fs []Frame, special map[int]bool) {
 	for _, f := range fs {
 		if f.Verdict != policy.Accept {
 			t.Errorf("frame %d (%s > %s %s seq=%d ack=%d): legitimate traffic dropped: %s before %s",
-				f.Index, f.Src, f.Dst, flagsString(f.Flags), f.Seq, f.Ack, f.Reason, f.State)
+				f.Index, f.Src, f.Dst, f.Flags.String(), f.Seq, f.Ack, f.Reason, f.State)
 			continue
 		}
 		if special[f.Index] {
@@ -122,7 +122,7 @@ func wantLegit(t *testing.T, fs []Frame, special map[int]bool) {
 			}
 		case f.Reason != policy.ReasonTracked:
 			t.Errorf("frame %d (%s > %s %s seq=%d ack=%d len=%d): reason %s before %s, want tracked",
-				f.Index, f.Src, f.Dst, flagsString(f.Flags), f.Seq, f.Ack, f.Len, f.Reason, f.State)
+				f.Index, f.Src, f.Dst, f.Flags.String(), f.Seq, f.Ack, f.Len, f.Reason, f.State)
 		}
 	}
 }
@@ -142,7 +142,7 @@ func checkClose(t *testing.T, tcp []Frame) {
 	want(t, "second FIN", fins[1], policy.Accept, policy.ReasonTracked, conntrack.StateFinWait)
 	last := tcp[len(tcp)-1]
 	if last.Flags != packet.ACK || last.Index < fins[1].Index {
-		t.Fatalf("frame %d: the last TCP frame is %s, want the final ACK", last.Index, flagsString(last.Flags))
+		t.Fatalf("frame %d: the last TCP frame is %s, want the final ACK", last.Index, last.Flags.String())
 	}
 	want(t, "final ACK", last, policy.Accept, policy.ReasonTracked, conntrack.StateLastAck)
 	for _, f := range tcp[3:] {
@@ -150,7 +150,7 @@ func checkClose(t *testing.T, tcp []Frame) {
 			break
 		}
 		if f.State != conntrack.StateEstablished {
-			t.Errorf("frame %d (%s, len %d): before the FINs the flow is %s, want established", f.Index, flagsString(f.Flags), f.Len, f.State)
+			t.Errorf("frame %d (%s, len %d): before the FINs the flow is %s, want established", f.Index, f.Flags.String(), f.Len, f.State)
 		}
 	}
 }
@@ -165,12 +165,12 @@ func checkHandshake(t *testing.T, tcp []Frame, client netip.Addr) {
 	}
 	syn, synack, ack := tcp[0], tcp[1], tcp[2]
 	if syn.Flags&(packet.SYN|packet.ACK) != packet.SYN || syn.Src.Addr() != client {
-		t.Fatalf("frame %d: first TCP frame %s from %s, want the client's SYN", syn.Index, flagsString(syn.Flags), syn.Src)
+		t.Fatalf("frame %d: first TCP frame %s from %s, want the client's SYN", syn.Index, syn.Flags.String(), syn.Src)
 	}
 	want(t, "SYN", syn, policy.Accept, policy.ReasonTracked, conntrack.StateNone)
 	want(t, "SYN-ACK", synack, policy.Accept, policy.ReasonTracked, conntrack.StateSynSent)
 	if synack.Flags&(packet.SYN|packet.ACK) != packet.SYN|packet.ACK || synack.Ack != syn.Seq+1 {
-		t.Errorf("frame %d: second TCP frame %s ack=%d, want the SYN-ACK of %d", synack.Index, flagsString(synack.Flags), synack.Ack, syn.Seq)
+		t.Errorf("frame %d: second TCP frame %s ack=%d, want the SYN-ACK of %d", synack.Index, synack.Flags.String(), synack.Ack, syn.Seq)
 	}
 	want(t, "third ACK", ack, policy.Accept, policy.ReasonTracked, conntrack.StateSynRecv)
 }
@@ -218,7 +218,7 @@ func TestRefused(t *testing.T) {
 	wantLegit(t, fs, map[int]bool{rst.Index: true})
 	want(t, "SYN", tcp[0], policy.Accept, policy.ReasonTracked, conntrack.StateNone)
 	if rst.Flags != packet.RST|packet.ACK || rst.Ack != tcp[0].Seq+1 {
-		t.Fatalf("frame %d: %s ack=%d, want RA acknowledging the SYN", rst.Index, flagsString(rst.Flags), rst.Ack)
+		t.Fatalf("frame %d: %s ack=%d, want RA acknowledging the SYN", rst.Index, rst.Flags.String(), rst.Ack)
 	}
 	want(t, "RST|ACK refusing the SYN", rst, policy.Accept, policy.ReasonRSTValid, conntrack.StateSynSent)
 	if n := eng.Stats().Resets[conntrack.StateSynSent][policy.OutcomeAccepted].Load(); n != 1 {
@@ -290,10 +290,10 @@ func TestECNSetupSYN(t *testing.T) {
 	checkHandshake(t, tcp, netip.MustParseAddr(client4))
 	checkClose(t, tcp)
 	if f := tcp[0].Flags; f&(packet.ECE|packet.CWR) != packet.ECE|packet.CWR {
-		t.Errorf("SYN flags %s, want ECE and CWR (ECN-setup SYN)", flagsString(f))
+		t.Errorf("SYN flags %s, want ECE and CWR (ECN-setup SYN)", f.String())
 	}
 	if f := tcp[1].Flags; f&packet.ECE == 0 {
-		t.Errorf("SYN-ACK flags %s, want ECE (ECN-setup SYN-ACK)", flagsString(f))
+		t.Errorf("SYN-ACK flags %s, want ECE (ECN-setup SYN-ACK)", f.String())
 	}
 	st := eng.Stats()
 	if ece, cwr := st.FlaggedSYNs[policy.SYNFlagECE].Load(), st.FlaggedSYNs[policy.SYNFlagCWR].Load(); ece != 2 || cwr != 1 {
@@ -339,7 +339,7 @@ func TestForgedResets(t *testing.T) {
 		}
 		for _, x := range fs {
 			if x.Index != f[0].Index && x.Index != f[1].Index && x.Verdict != policy.Accept {
-				t.Errorf("frame %d (%s): legitimate frame dropped: %s", x.Index, flagsString(x.Flags), x.Reason)
+				t.Errorf("frame %d (%s): legitimate frame dropped: %s", x.Index, x.Flags.String(), x.Reason)
 			}
 		}
 		if sum.Dropped() != 2 {
