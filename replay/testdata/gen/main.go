@@ -56,10 +56,9 @@ const (
 // scenario is one capture.
 type scenario struct {
 	file   string
-	server string // server mode, "" for none
-	client string // client mode
-	addr   string // server address the client dials
-	v6     bool
+	server string   // server mode, "" for none
+	client string   // client mode
+	addr   string   // server address the client dials
 	ecn    bool     // net.ipv4.tcp_ecn=1 in the client namespace
 	dump   []string // tcpdump interface and options
 	post   func(tmp, out string) error
@@ -85,7 +84,7 @@ func scenarios() []scenario {
 		// IPv6, headers only (-s 128), every frame given an 802.1Q tag
 		// (VLAN 100) afterwards: the kernels we generate on may lack the
 		// 8021q module, and the tag is all the link layer adds.
-		file: "v6vlan.pcap", server: "echo", client: "echo", addr: "[" + server6 + "]:" + port, v6: true,
+		file: "v6vlan.pcap", server: "echo", client: "echo", addr: "[" + server6 + "]:" + port,
 		dump: []string{"-i", ifClient, "-s", "128"},
 		post: addVLAN,
 	}, {
