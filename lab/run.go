@@ -48,6 +48,17 @@ func (o Observation) Drops() float64 {
 	return n
 }
 
+// Packets is the number of packets the guard decided during the scenario.
+func (o Observation) Packets() float64 {
+	var n float64
+	for k, v := range o.Metrics {
+		if strings.HasPrefix(k, "rstguard_packets_total{") {
+			n += v
+		}
+	}
+	return n
+}
+
 // Metric returns the increase of one series, e.g.
 // Metric("rstguard_syn_flagged_total", "flag", "ece").
 func (o Observation) Metric(name string, labels ...string) float64 {
@@ -67,6 +78,18 @@ type Scenario struct {
 	// CheckOff returns why the guard-off observation does not show the
 	// attack to be real, or nil; nil func when there is nothing to show.
 	CheckOff func(Observation) error
+}
+
+// checkOn judges the guard-on observation: no harness error, the guard
+// decided packets during the scenario (it was inline), and CheckOn.
+func (s Scenario) checkOn(o Observation) error {
+	if o.Err != "" {
+		return errors.New(o.Err)
+	}
+	if o.Packets() == 0 {
+		return errors.New("the guard decided no packets during the scenario: it was not inline")
+	}
+	return s.CheckOn(o)
 }
 
 // Result is one scenario's row of the report.
@@ -189,9 +212,7 @@ func Run(ctx context.Context, t *Topology, scenarios []Scenario, o Options) (*Re
 		}
 		if o.OffOnly {
 			// Nothing to judge with the guard.
-		} else if r.On.Err != "" {
-			why = append(why, "guard on: "+r.On.Err)
-		} else if err := s.CheckOn(r.On); err != nil {
+		} else if err := s.checkOn(r.On); err != nil {
 			why = append(why, "guard on: "+err.Error())
 		}
 		r.Pass = len(why) == 0
