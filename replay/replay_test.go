@@ -2,15 +2,19 @@ package replay
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -41,9 +45,13 @@ const (
 	server4 = "192.0.2.2"
 )
 
+// captureDir holds the captures the tests replay: the committed ones, or
+// freshly generated ones in TestRegeneratedCaptures.
+var captureDir = "testdata"
+
 func readFile(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	b, err := os.ReadFile(filepath.Join(captureDir, name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +425,11 @@ func TestLinkTypes(t *testing.T) {
 		{"refused.pcap", layers.LinkTypeLinuxSLL2, true},
 		{"ecn.pcap", layers.LinkTypeLinuxSLL, true},
 	} {
-		t.Run(tc.src+"/"+tc.link.String(), func(t *testing.T) {
+		kind := "pcap"
+		if tc.ng {
+			kind = "pcapng"
+		}
+		t.Run(tc.src+"/"+strconv.Itoa(int(tc.link))+"/"+kind, func(t *testing.T) {
 			ref, _, _ := replay(t, tc.src, policy.DefaultConfig())
 			conv := convert(t, tc.src, tc.link, tc.ng)
 			var got []Frame
@@ -829,5 +841,55 @@ func TestMidStreamPickup(t *testing.T) {
 			wantLegit(t, legit, map[int]bool{tcp[0].Index: true})
 			checkClose(t, tcpFrames(legit))
 		})
+	}
+}
+
+// TestRegeneratedCaptures regenerates every capture from real Linux TCP
+// (testdata/gen: network namespaces rgrp-c and rgrp-s, tcpdump) and runs
+// the verdict tests on the new files, so the committed captures are known
+// to be reproducible and not a lucky draw. It needs root, iproute2 and
+// tcpdump:
+//
+//	sudo go test ./replay -run RegeneratedCaptures -v
+//
+// With RSTGUARD_E2E=1 a missing privilege or tool fails the test.
+func TestRegeneratedCaptures(t *testing.T) {
+	skip := t.Skipf
+	if os.Getenv("RSTGUARD_E2E") == "1" {
+		skip = t.Fatalf
+	}
+	if testing.Short() {
+		t.Skip("-short: not regenerating captures")
+	}
+	if os.Geteuid() != 0 {
+		skip("needs root (network namespaces, tcpdump): sudo go test ./replay -run RegeneratedCaptures")
+	}
+	for _, tool := range []string{"ip", "tcpdump", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			skip("needs %s in PATH (apt-get install -y iproute2 tcpdump): %v", tool, err)
+		}
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "run", "./testdata/gen", "-out", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run ./testdata/gen: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	captureDir = dir
+	defer func() { captureDir = "testdata" }()
+	for _, c := range captures {
+		if b := readFile(t, c.file); len(b) > 100<<10 {
+			t.Errorf("%s: %d bytes, keep captures under 100 KiB", c.file, len(b))
+		}
+	}
+	for name, fn := range map[string]func(*testing.T){
+		"Normal": TestNormalConnection, "Refused": TestRefused, "Abort": TestAbort,
+		"IPv6VLAN": TestIPv6VLAN, "ECN": TestECNSetupSYN, "Forged": TestForgedResets,
+		"Pickup": TestMidStreamPickup, "LinkTypes": TestLinkTypes, "HeadersOnly": TestHeadersOnly,
+		"JSONLines": TestJSONLines,
+	} {
+		t.Run(name, fn)
 	}
 }
