@@ -28,14 +28,14 @@ func Scenarios() []Scenario {
 			Name:     "blind-rst-out-of-window",
 			Expect:   "forged resets dropped; transfer completes intact",
 			Run:      func(ctx context.Context, e *Env) (Observation, error) { return blindReset(ctx, e, false, false) },
-			CheckOn:  all(delivered(0), outcome(OutcomeSurvived)),
+			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived)),
 			CheckOff: allDelivered,
 		},
 		{
 			Name:     "rst-spray-512",
 			Expect:   "none of 512 resets lands; transfer completes",
 			Run:      rstSpray,
-			CheckOn:  all(delivered(0), outcome(OutcomeSurvived)),
+			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived)),
 			CheckOff: allDelivered,
 		},
 		{
@@ -50,14 +50,14 @@ func Scenarios() []Scenario {
 			Expect:   "dropped (rst_mode=exact); a genuine abort still resets",
 			Mode:     "exact",
 			Run:      inWindowReset,
-			CheckOn:  all(delivered(0), outcome(OutcomeSurvived+", abort "+OutcomeReset)),
+			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived+", abort "+OutcomeReset)),
 			CheckOff: allDelivered,
 		},
 		{
 			Name:     "syn-answered-rst-wrong-ack",
 			Expect:   "forged RST/ACK dropped; connection established",
 			Run:      func(ctx context.Context, e *Env) (Observation, error) { return synAnswer(ctx, e, false) },
-			CheckOn:  all(delivered(0), outcome(OutcomeEstablished)),
+			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeEstablished)),
 			CheckOff: allDelivered,
 		},
 		{
@@ -106,14 +106,14 @@ func Scenarios() []Scenario {
 			Name:     "ipv6-blind-rst",
 			Expect:   "forged IPv6 resets dropped; transfer completes intact",
 			Run:      func(ctx context.Context, e *Env) (Observation, error) { return blindReset(ctx, e, true, false) },
-			CheckOn:  all(delivered(0), outcome(OutcomeSurvived)),
+			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived)),
 			CheckOff: allDelivered,
 		},
 		{
 			Name:     "daemon-restart",
 			Expect:   "transfer survives the restart (bypass, pickup); later forged resets dropped",
 			Run:      func(ctx context.Context, e *Env) (Observation, error) { return blindReset(ctx, e, false, true) },
-			CheckOn:  all(delivered(0), outcome(OutcomeSurvived), metricAtLeast(1, "rstguard_packets_total", "reason", "pickup", "verdict", "accept")),
+			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived), metricAtLeast(1, "rstguard_packets_total", "reason", "pickup", "verdict", "accept")),
 			CheckOff: allDelivered,
 		},
 	}
@@ -165,6 +165,17 @@ func note(want string) func(Observation) error {
 		}
 		return nil
 	}
+}
+
+// droppedByGuard checks that every forged packet that did not reach the
+// victim was dropped by the guard's decision (counted in
+// rstguard_packets_total with verdict drop), not lost on the way (a full
+// queue, a socket overrun).
+func droppedByGuard(o Observation) error {
+	if lost := float64(o.Forged - o.Delivered); o.Drops() < lost {
+		return fmt.Errorf("%v forged packets not delivered but the guard counted %v drops: the rest were lost elsewhere (queue overflow?)", lost, o.Drops())
+	}
+	return nil
 }
 
 func noDrops(o Observation) error {
