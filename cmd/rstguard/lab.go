@@ -137,6 +137,11 @@ reached the victim. Needs root.`)
 		printReport(os.Stdout, rep)
 	}
 	if *keep {
+		// Leave the rule in place: with --queue-bypass traffic flows until a
+		// guard binds the queue again.
+		if err := topo.InstallQueueRule("0", true); err != nil {
+			fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
+		}
 		cfg := filepath.Join(dir, "rstguard.toml")
 		fmt.Fprintf(os.Stderr, `
 The topology stays up (--keep). Explore it:
@@ -221,5 +226,5 @@ func printReport(w io.Writer, rep *lab.Report) {
 	if !rep.Pass {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(w, "\n%s: %d scenarios in %.1fs\n", verdict, len(rep.Results), rep.Seconds)
+	fmt.Fprintf(w, "\n%s: %s in %.1fs\n", verdict, plural(len(rep.Results), "scenario"), rep.Seconds)
 }
