@@ -232,6 +232,18 @@ func decodeTests() []decodeTest {
 		{"tcp4_ack_data", tcp4Data, 0, tcp4DataWant},
 		{"tcp4_rst", tcp4RST, 0, tcp4RSTWant},
 		{"tcp4_rst_ethernet_padding", padded, 0, tcp4RSTWant},
+		{"ipv4_options", mustHexDecode(`
+			46 00 00 2c  // version 4, IHL 6 (24 octets), total length 44
+			00 00 40 00  // id, DF
+			40 06 00 00  // TTL, TCP
+			c6 33 64 02  // src 198.51.100.2
+			c0 00 02 01  // dst 192.0.2.1
+			01 01 01 00  // IP options: NOP, NOP, NOP, EOL
+			` + hex.EncodeToString(tcp4RST[20:])), 0, func() Parsed {
+			p := tcp4RSTWant
+			p.IPHeaderLen = 24
+			return p
+		}()},
 		{"tcp6_data", tcp6Data, 0, tcp6DataWant},
 		{"tcp6_ext_headers", tcp6Ext, 0, tcp6ExtWant},
 

@@ -77,29 +77,46 @@ const MaxWScale = 14
 // Parsed is one decoded packet. Decode fills it; the caller owns it and may
 // reuse it for the next packet. It holds no pointers, so a Parsed on the stack
 // never escapes.
+//
+// Every field is valid when Kind is KindTCP. For the other kinds, Decode
+// fills in what it read before it stopped and leaves the rest zero; the
+// "valid iff" notes say when a field was read. (Policy only looks past Kind
+// for KindTCP; logs may show the rest.)
 type Parsed struct {
 	Kind      Kind
-	IPVersion uint8 // 4 or 6
-	Proto     uint8 // transport protocol (upper-layer header after IPv6 extensions)
+	IPVersion uint8 // 4 or 6; valid iff the first nibble was 4 or 6 (0 otherwise)
+	// Proto is the transport protocol: the upper-layer header after any
+	// IPv6 extension headers, or for KindFragment the protocol the
+	// fragment belongs to. Valid iff IPHeaderLen != 0.
+	Proto uint8
 
 	// Src and Dst are the IP addresses; IPv4 addresses are stored in the
 	// IPv4-mapped IPv6 form (::ffff:a.b.c.d), as netip.Addr.As16 returns them.
-	Src, Dst         [16]byte
+	// Valid iff the fixed IP header was complete and its lengths consistent.
+	Src, Dst [16]byte
+	// Ports, Flags, Seq, Ack and Window are valid for KindTCP. For
+	// KindTruncated and KindMalformed they hold the fixed 20-octet TCP
+	// header if Decode got that far (a bad data offset or option), else
+	// zero: good for a log line, not for a decision.
 	SrcPort, DstPort uint16
 
-	Flags  Flags
-	Seq    seqnum.Value
-	Ack    seqnum.Value
-	Window uint16 // raw, unscaled window field
+	Flags  Flags        // the 12-bit flags field: classic flags, AE, reserved
+	Seq    seqnum.Value // SEG.SEQ
+	Ack    seqnum.Value // SEG.ACK, whether or not the ACK flag is set
+	Window uint16       // raw, unscaled window field
 	// PayloadLen is the TCP payload length from the IP length fields (not
-	// from len(b): NFQUEUE may copy only the headers).
+	// from len(b): NFQUEUE may copy only the headers). Valid iff
+	// TCPHeaderLen != 0.
 	PayloadLen uint32
 
-	IPHeaderLen  uint16 // IPv4 IHL*4, or 40 plus all IPv6 extension headers
-	TCPHeaderLen uint16 // data offset * 4
+	IPHeaderLen  uint16 // IPv4 IHL*4, or 40 plus all IPv6 extension headers; 0 if not reached
+	TCPHeaderLen uint16 // data offset * 4; 0 unless the data offset was read and fits the IP payload
 
 	// Options (decoded for every segment; cheap: they sit in the header we
-	// already touched).
+	// already touched). Each value is valid iff its bit is set in Opts.
+	// An option with the wrong length for its kind is ignored (its bit stays
+	// clear); OptUnknown records that some option kind we do not know was
+	// skipped. A repeated option: the last one wins, as in Linux.
 	Opts     OptBits
 	MSS      uint16
 	WScale   uint8 // shift, clamped to MaxWScale; valid if Opts&OptWScale
