@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,12 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // gateway over IPv4 and IPv6, with and without the NFQUEUE rule (bypass, no
 // daemon), and that nothing is left in the root namespace.
 func TestTopologyForwards(t *testing.T) {
+	requireLab(t)
+	before := rootLinks(t)
 	topo := newTestTopology(t)
+	if after := rootLinks(t); after != before {
+		t.Errorf("the topology changed the root namespace's links:\nbefore: %s\nafter:  %s", before, after)
+	}
 	for _, bypassRule := range []bool{false, true} {
 		if bypassRule {
 			if err := topo.InstallQueueRule("0", true); err != nil {
@@ -117,6 +123,21 @@ func TestTopologyForwards(t *testing.T) {
 	if err != nil || strings.Contains(out, "NFQUEUE") {
 		t.Errorf("after RemoveQueueRule: %q, %v", out, err)
 	}
+}
+
+// rootLinks lists the interface names of the root namespace.
+func rootLinks(t *testing.T) string {
+	out, err := exec.Command("ip", "-o", "link", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link: %v: %s", err, out)
+	}
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			names = append(names, f[1])
+		}
+	}
+	return strings.Join(names, " ")
 }
 
 func TestQueueRuleArgs(t *testing.T) {
