@@ -10,6 +10,7 @@ package packettest
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 
 	"github.com/rstguard/rstguard/packet"
@@ -48,7 +49,9 @@ type TCP struct {
 	IPv6ExtType uint8
 }
 
-// Bytes returns the complete IP packet with correct checksums.
+// Bytes returns the complete IP packet with correct checksums. It panics if
+// Src and Dst are not valid addresses of the same family (a bug in the
+// caller, which builds the TCP value).
 func (t TCP) Bytes() []byte {
 	opts := t.Options
 	if r := len(opts) % 4; r != 0 {
@@ -71,6 +74,9 @@ func (t TCP) Bytes() []byte {
 		ttl = 64
 	}
 	src, dst := t.Src.Addr().Unmap(), t.Dst.Addr().Unmap()
+	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
+		panic(fmt.Sprintf("packettest: TCP.Bytes needs Src and Dst of one family, got %v and %v", t.Src, t.Dst))
+	}
 	var out []byte
 	if src.Is4() {
 		out = make([]byte, 20+len(tcp))

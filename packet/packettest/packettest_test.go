@@ -253,3 +253,16 @@ func TestChecksum(t *testing.T) {
 		t.Errorf("odd Checksum = %#x, gopacket %#x", got, want)
 	}
 }
+
+func TestBytesMixedFamiliesPanics(t *testing.T) {
+	for _, tc := range []TCP{{Src: c4, Dst: s6}, {Src: c6, Dst: s4}, {Src: c4}} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil {
+					t.Errorf("Bytes(%v -> %v) did not panic", tc.Src, tc.Dst)
+				}
+			}()
+			tc.Bytes()
+		}()
+	}
+}
