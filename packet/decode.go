@@ -234,14 +234,15 @@ func decodeTCP(b []byte, off, n int, p *Parsed) {
 		p.Kind = KindTruncated
 		return
 	}
-	if hl == 32 && binary.BigEndian.Uint32(b[off+20:off+24]) == alignedTS {
+	o := b[off+20 : off+hl : off+hl]
+	if len(o) == 12 && binary.BigEndian.Uint32(o[0:4]) == alignedTS {
 		// The layout every Linux segment after the handshake carries (RFC
 		// 7323 Appendix A); Linux tcp_fast_parse_options takes the same
 		// shortcut.
 		p.Opts = OptTimestamp
-		p.TSVal = binary.BigEndian.Uint32(b[off+24 : off+28])
-		p.TSEcr = binary.BigEndian.Uint32(b[off+28 : off+32])
-	} else if hl > 20 && !p.parseOptions(b[off+20:off+hl]) {
+		p.TSVal = binary.BigEndian.Uint32(o[4:8])
+		p.TSEcr = binary.BigEndian.Uint32(o[8:12])
+	} else if len(o) > 0 && !p.parseOptions(o) {
 		p.Kind = KindMalformed
 		return
 	}
