@@ -387,14 +387,23 @@ func synAnswer(ctx context.Context, e *Env, right bool) (Observation, error) {
 	return Observation{Forged: 1, Outcome: out}, nil
 }
 
+// genuineRefused connects to a closed port: the server's reset (RFC 9293
+// 3.10.7.1) must reach the client, which then fails at once instead of
+// retrying its SYN until the 3 s timeout.
 func genuineRefused(ctx context.Context, e *Env) (Observation, error) {
 	// Port 9 (discard): nothing listens in the server namespace.
+	start := time.Now()
 	c, err := e.T.Dial(ctx, Client, clientDialer(3*time.Second), "tcp", netip.AddrPortFrom(ServerV4, 9).String())
 	if err == nil {
 		c.Close()
 		return Observation{Outcome: OutcomeEstablished}, nil
 	}
-	return Observation{Outcome: describeErr(err)}, nil
+	return Observation{Outcome: describeErr(err), Note: "after " + since(start)}, nil
+}
+
+// since formats the time since start, rounded for the table.
+func since(start time.Time) string {
+	return time.Since(start).Round(100 * time.Microsecond).String()
 }
 
 func genuineAbort(ctx context.Context, e *Env) (Observation, error) {
@@ -406,7 +415,8 @@ func genuineAbort(ctx context.Context, e *Env) (Observation, error) {
 	if err := p.Alive(); err != nil {
 		return Observation{}, err
 	}
-	return Observation{Outcome: describeErr(p.Abort())}, nil
+	start := time.Now()
+	return Observation{Outcome: describeErr(p.Abort()), Note: "after " + since(start)}, nil
 }
 
 // ecnSYN connects with net.ipv4.tcp_ecn=1 in the client: its SYN carries

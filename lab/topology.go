@@ -147,7 +147,7 @@ type Topology struct {
 	mu      sync.Mutex
 	created []Host // namespaces that exist, for Close
 	daemons []*Daemon
-	queued  bool
+	queued  []string // the installed NFQUEUE rule's arguments, nil if none
 }
 
 // errPrefix is returned for prefixes that cannot name a namespace.
@@ -532,30 +532,37 @@ func (t *Topology) InstallQueueRule(queues string, bypass bool) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.queued {
+	if t.queued != nil {
 		return errors.New("the NFQUEUE rule is already installed; RemoveQueueRule first")
 	}
-	for _, ipt := range []string{"iptables", "ip6tables"} {
+	for i, ipt := range []string{"iptables", "ip6tables"} {
 		if _, err := t.Exec(Gateway, ipt, append([]string{"-A", "FORWARD"}, args...)...); err != nil {
+			if i > 0 {
+				t.Exec(Gateway, "iptables", append([]string{"-D", "FORWARD"}, args...)...)
+			}
 			return err
 		}
 	}
-	t.queued = true
+	t.queued = args
 	return nil
 }
 
-// RemoveQueueRule flushes the gateway's FORWARD chains (the lab puts
-// nothing else there).
+// RemoveQueueRule deletes the rule InstallQueueRule added (IPv4 and IPv6);
+// other FORWARD rules stay. Without an installed rule it does nothing.
 func (t *Topology) RemoveQueueRule() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.queued == nil {
+		return nil
+	}
+	var errs []error
 	for _, ipt := range []string{"iptables", "ip6tables"} {
-		if _, err := t.Exec(Gateway, ipt, "-F", "FORWARD"); err != nil {
-			return err
+		if _, err := t.Exec(Gateway, ipt, append([]string{"-D", "FORWARD"}, t.queued...)...); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	t.queued = false
-	return nil
+	t.queued = nil
+	return errors.Join(errs...)
 }
 
 func queueRuleArgs(queues string, bypass bool) []string {
