@@ -113,7 +113,7 @@ func Scenarios() []Scenario {
 			Name:     "daemon-restart",
 			Expect:   "transfer survives the restart (bypass, pickup); later forged resets dropped",
 			Run:      func(ctx context.Context, e *Env) (Observation, error) { return blindReset(ctx, e, false, true) },
-			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived), metricAtLeast(1, "rstguard_packets_total", "reason", "pickup", "verdict", "accept")),
+			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived), note(""), metricAtLeast(1, "rstguard_packets_total", "reason", "pickup", "verdict", "accept")),
 			CheckOff: allDelivered,
 		},
 	}
