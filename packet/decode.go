@@ -345,9 +345,26 @@ func tfoCookieLen(n int) bool {
 
 // String renders f as the replay output does (SPEC 8): the letters S F R P A
 // U E C for the classic flags, in that order, then N for the AE bit and X if
-// any reserved bit is set; no flags is "". It costs one allocation (the
-// string), except for the empty string; it is not on the per-packet path.
+// any reserved bit is set; no flags is "". Combinations of the classic flags
+// come from a table built at init and cost nothing; with AE or a reserved
+// bit it costs one allocation. It is not on the per-packet path.
 func (f Flags) String() string {
+	if f&^0xff == 0 {
+		return classicFlagStrings[f]
+	}
+	return f.format()
+}
+
+// classicFlagStrings holds String for the 256 combinations of the classic
+// flags.
+var classicFlagStrings = func() (t [256]string) {
+	for i := range t {
+		t[i] = Flags(i).format()
+	}
+	return t
+}()
+
+func (f Flags) format() string {
 	const letters = "SFRPAUEC"
 	order := [...]Flags{SYN, FIN, RST, PSH, ACK, URG, ECE, CWR}
 	var buf [10]byte

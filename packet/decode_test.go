@@ -520,7 +520,14 @@ func TestNoAllocs(t *testing.T) {
 			}
 		})
 	}
-	t.Run("flags_string_one_alloc", func(t *testing.T) {
+	t.Run("flags_string_classic", func(t *testing.T) {
+		var s string
+		minAllocsPerRun(t, 0, func() { s = (SYN | ACK | ECE | CWR).String() })
+		if s != "SAEC" {
+			t.Errorf("String = %q", s)
+		}
+	})
+	t.Run("flags_string_ae_one_alloc", func(t *testing.T) {
 		var s string
 		minAllocsPerRun(t, 1, func() { s = (SYN | ACK | ECE | AE).String() })
 		if s != "SAEN" {
