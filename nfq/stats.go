@@ -92,19 +92,18 @@ func (l *limiter) set(rate float64, burst int) {
 	if rate < 0 || math.IsNaN(rate) {
 		rate = 0
 	}
-	if burst < 1 && rate > 0 {
+	switch {
+	case rate == 0:
+		burst = 0 // [log] rate_limit = 0 disables per-packet lines
+	case burst < 1:
 		burst = 1 // a positive rate with no burst would log nothing
-	}
-	if burst < 0 {
-		burst = 0
 	}
 	l.rateBits.Store(math.Float64bits(rate))
 	l.burst.Store(int64(burst))
 }
 
 // allow reports whether one line may be logged at time now (ns). A rate of
-// 0 allows the burst once and then suppresses every line; a rate of 0 with a
-// burst of 0 suppresses every line.
+// 0 suppresses every line.
 func (l *limiter) allow(now int64) bool {
 	rate := math.Float64frombits(l.rateBits.Load())
 	burst := float64(l.burst.Load())
