@@ -26,12 +26,12 @@ func ExampleRun() {
 	}
 	_ = sum.WriteSummary(os.Stdout)
 	// Output:
-	//      1 07:48:14.210215000 accept not_tcp                  none        (not IP)
-	//      2 07:48:14.210258000 accept not_tcp                  none        (not IP)
-	//      3 07:48:14.210262000 accept tracked                  none               192.0.2.1:48994 > 192.0.2.2:9            S   seq=2969794058 ack=0 len=0
-	//      4 07:48:14.210283000 accept rst_valid                syn_sent               192.0.2.2:9 > 192.0.2.1:48994        RA  seq=0 ack=2969794059 len=0
-	//      5 07:48:14.332777000 accept not_tcp                  none                            :: > ff02::16
-	//      6 07:48:14.460792000 accept not_tcp                  none                            :: > ff02::16
+	//      1 07:48:14.210215000 accept  not_tcp                  none         (not IP)
+	//      2 07:48:14.210258000 accept  not_tcp                  none         (not IP)
+	//      3 07:48:14.210262000 accept  tracked                  none                192.0.2.1:48994 > 192.0.2.2:9            S   seq=2969794058 ack=0 len=0
+	//      4 07:48:14.210283000 accept  rst_valid                syn_sent                192.0.2.2:9 > 192.0.2.1:48994        RA  seq=0 ack=2969794059 len=0
+	//      5 07:48:14.332777000 accept  not_tcp                  none                             :: > ff02::16
+	//      6 07:48:14.460792000 accept  not_tcp                  none                             :: > ff02::16
 	// frames: 6 (TCP 2, not IP 2), flows created: 1, dropped: 0
 	// verdict  reason     frames
 	// accept   tracked    1

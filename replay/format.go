@@ -83,7 +83,7 @@ func (f *Frame) appendAddr(b []byte, src bool) []byte {
 // AppendText appends f as one aligned human-readable line (without the
 // newline). The text format is for people; tools read the JSON lines.
 func (f *Frame) AppendText(b []byte) []byte {
-	b = fmt.Appendf(b, "%6d %s %-6s %-24s %-11s", f.Index, f.Time.UTC().Format("15:04:05.000000000"),
+	b = fmt.Appendf(b, "%6d %s %-7s %-24s %-12s", f.Index, f.Time.UTC().Format("15:04:05.000000000"),
 		f.Verdict, f.Reason, f.State)
 	if !f.IP {
 		return append(b, " (not IP)"...)
