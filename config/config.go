@@ -1,0 +1,242 @@
+// Package config turns rstguard's TOML configuration (SPEC section 6) into
+// typed settings. The daemon and the replay tool load the very same structs,
+// so both decide alike.
+//
+// Every mistake a user can make — TOML syntax, an unknown key, a value of the
+// wrong type, a value out of range — is reported as a *Error naming the file,
+// the line and the key, with a hint on how to fix it. All mistakes of a file
+// are reported at once (errors.Join), sorted by line. config.example.toml at
+// the repository root documents every key with its default; a test keeps it
+// equal to Default.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/policy"
+)
+
+// Config is the whole configuration. The toml tags name the keys; the
+// [conntrack.timeouts] keys are the snake_case names of conntrack.Timeouts'
+// fields (syn_sent, ..., closed).
+type Config struct {
+	File      string    `toml:"-"` // path it was loaded from ("" for defaults)
+	Queue     Queue     `toml:"queue"`
+	Conntrack Conntrack `toml:"conntrack"`
+	Policy    Policy    `toml:"policy"`
+	Metrics   Metrics   `toml:"metrics"`
+	Log       Log       `toml:"log"`
+}
+
+// Queue is [queue]: which NFQUEUE queues to bind and how.
+type Queue struct {
+	// Numbers are the queues to bind, one worker each. In TOML an array of
+	// integers ([0, 1, 2]), one integer, or an iptables --queue-balance range
+	// string ("0:3", both ends included).
+	Numbers []uint16 `toml:"numbers"`
+	// FailOpen asks the kernel to accept packets while the queue is full
+	// instead of dropping them (NFQA_CFG_F_FAIL_OPEN).
+	FailOpen bool `toml:"fail_open"`
+	// GSO lets the kernel queue GSO super-packets unsegmented
+	// (NFQA_CFG_F_GSO).
+	GSO bool `toml:"gso"`
+	// MaxQueueLen is the kernel queue's length in packets.
+	MaxQueueLen uint32 `toml:"max_queue_len"`
+	// CopyRange is how many bytes of each packet the kernel copies to us:
+	// enough for the headers only.
+	CopyRange uint32 `toml:"copy_range"`
+	// SocketReceiveBuffer is the netlink socket's receive buffer in bytes.
+	SocketReceiveBuffer int `toml:"socket_receive_buffer"`
+	// MarkAccept, when set, is the packet mark set on accepted packets.
+	MarkAccept *uint32 `toml:"mark_accept"`
+	// MarkDrop, when set, switches to "mark instead of drop": packets the
+	// policy drops are accepted with this mark, for a firewall rule to log or
+	// drop (a staged rollout). A dropped packet cannot carry a mark anywhere,
+	// so this is the only useful meaning of a drop mark.
+	MarkDrop *uint32 `toml:"mark_drop"`
+}
+
+// Conntrack is [conntrack]: the flow table.
+type Conntrack struct {
+	// MaxFlows bounds the flows of the whole daemon; it is split evenly
+	// between the queues' tables (TableConfig).
+	MaxFlows int `toml:"max_flows"`
+	// Pickup lets a mid-stream packet of an unknown flow create a flow
+	// (SPEC section 3).
+	Pickup bool `toml:"pickup"`
+	// Timeouts are [conntrack.timeouts], the idle timeouts per state.
+	Timeouts conntrack.Timeouts `toml:"timeouts"`
+}
+
+// Policy is [policy]: how resets and other segments are judged.
+type Policy struct {
+	RSTMode         string `toml:"rst_mode"`           // "window" or "exact"
+	UnknownFlowRST  string `toml:"unknown_flow_rst"`   // "accept" or "drop"
+	DropOutOfWindow bool   `toml:"drop_out_of_window"` // drop non-reset segments outside the window
+}
+
+// Metrics is [metrics].
+type Metrics struct {
+	// Listen is the host:port of the /metrics, /healthz and /readyz
+	// listener; "" disables it.
+	Listen string `toml:"listen"`
+}
+
+// Log is [log].
+type Log struct {
+	Level     string  `toml:"level"`      // debug, info, warn or error
+	Format    string  `toml:"format"`     // text or json
+	RateLimit float64 `toml:"rate_limit"` // per-packet log lines per second; 0 disables them
+	Burst     int     `toml:"burst"`      // per-packet log lines allowed in a burst
+}
+
+// Defaults of the keys that have no default elsewhere.
+const (
+	DefaultMaxFlows            = 1 << 20
+	DefaultMaxQueueLen         = 8192
+	DefaultCopyRange           = 256
+	DefaultSocketReceiveBuffer = 4 << 20
+	DefaultMetricsListen       = "127.0.0.1:9813"
+	DefaultLogRateLimit        = 10
+	DefaultLogBurst            = 20
+)
+
+// Limits enforced on values.
+const (
+	// MinCopyRange holds an IPv4 header with options (60 bytes) and a TCP
+	// header with options (60 bytes), rounded up.
+	MinCopyRange = 128
+	MaxCopyRange = 65535
+	// MinMaxFlows keeps a table from thrashing on eviction.
+	MinMaxFlows = 1024
+	// MaxMaxFlows is 2^27 flows, about 32 GiB of table at 256 bytes each.
+	MaxMaxFlows                    = 1 << 27
+	MinSocketReceiveBuffer         = 64 << 10
+	MaxSocketReceiveBuffer         = 1 << 30
+	MinTimeout                     = time.Second
+	MaxTimeout                     = 365 * 24 * time.Hour
+	MaxLogBurst                    = 1 << 20
+	MaxLogRateLimit        float64 = 1e6
+)
+
+// Default returns the built-in configuration: what an empty file gives.
+func Default() *Config {
+	return &Config{
+		Queue: Queue{
+			Numbers:             []uint16{0},
+			FailOpen:            true,
+			GSO:                 true,
+			MaxQueueLen:         DefaultMaxQueueLen,
+			CopyRange:           DefaultCopyRange,
+			SocketReceiveBuffer: DefaultSocketReceiveBuffer,
+		},
+		Conntrack: Conntrack{
+			MaxFlows: DefaultMaxFlows,
+			Pickup:   true,
+			Timeouts: conntrack.DefaultTimeouts(),
+		},
+		Policy: Policy{
+			RSTMode:        "window",
+			UnknownFlowRST: "accept",
+		},
+		Metrics: Metrics{Listen: DefaultMetricsListen},
+		Log: Log{
+			Level:     "info",
+			Format:    "text",
+			RateLimit: DefaultLogRateLimit,
+			Burst:     DefaultLogBurst,
+		},
+	}
+}
+
+// PolicyConfig maps [policy] to the engine's settings.
+func (c *Config) PolicyConfig() policy.Config {
+	pc := policy.DefaultConfig()
+	if c.Policy.RSTMode == "exact" {
+		pc.RSTMode = policy.RSTModeExact
+	} else {
+		pc.RSTMode = policy.RSTModeWindow
+	}
+	pc.DropUnknownFlowRST = c.Policy.UnknownFlowRST == "drop"
+	pc.DropOutOfWindow = c.Policy.DropOutOfWindow
+	return pc
+}
+
+// TableConfig is the configuration of one of shards tables: max_flows split
+// evenly between them (rounded up, so the shards together hold at least
+// max_flows), the timeouts and pickup. shards below 1 counts as 1.
+func (c *Config) TableConfig(shards int) conntrack.Config {
+	if shards < 1 {
+		shards = 1
+	}
+	return conntrack.Config{
+		MaxFlows: (c.Conntrack.MaxFlows + shards - 1) / shards,
+		Timeouts: c.Conntrack.Timeouts,
+		Pickup:   c.Conntrack.Pickup,
+	}
+}
+
+// SlogLevel maps [log] level to a slog level (info for anything else).
+func (c *Config) SlogLevel() slog.Level {
+	switch c.Log.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// Summary is a one-line description of the effective settings, for
+// check-config and the daemon's start-up log line.
+func (c *Config) Summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "queues %s", QueueList(c.Queue.Numbers))
+	fmt.Fprintf(&b, " (fail_open=%t gso=%t max_queue_len=%d copy_range=%d socket_receive_buffer=%d",
+		c.Queue.FailOpen, c.Queue.GSO, c.Queue.MaxQueueLen, c.Queue.CopyRange, c.Queue.SocketReceiveBuffer)
+	if c.Queue.MarkAccept != nil {
+		fmt.Fprintf(&b, " mark_accept=%#x", *c.Queue.MarkAccept)
+	}
+	if c.Queue.MarkDrop != nil {
+		fmt.Fprintf(&b, " mark_drop=%#x (drops are marked, not dropped)", *c.Queue.MarkDrop)
+	}
+	b.WriteString(")")
+	fmt.Fprintf(&b, "; max_flows %d (%d per queue) pickup=%t; rst_mode=%s unknown_flow_rst=%s drop_out_of_window=%t",
+		c.Conntrack.MaxFlows, c.TableConfig(len(c.Queue.Numbers)).MaxFlows, c.Conntrack.Pickup,
+		c.Policy.RSTMode, c.Policy.UnknownFlowRST, c.Policy.DropOutOfWindow)
+	if c.Metrics.Listen == "" {
+		b.WriteString("; metrics off")
+	} else {
+		fmt.Fprintf(&b, "; metrics on %s", c.Metrics.Listen)
+	}
+	fmt.Fprintf(&b, "; log %s %s, %g lines/s burst %d", c.Log.Level, c.Log.Format, c.Log.RateLimit, c.Log.Burst)
+	return b.String()
+}
+
+// QueueList formats queue numbers compactly, with runs as ranges: "0-3,7".
+func QueueList(qs []uint16) string {
+	var b strings.Builder
+	for i := 0; i < len(qs); {
+		j := i
+		for j+1 < len(qs) && qs[j+1] == qs[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		if j > i {
+			fmt.Fprintf(&b, "%d-%d", qs[i], qs[j])
+		} else {
+			fmt.Fprintf(&b, "%d", qs[i])
+		}
+		i = j + 1
+	}
+	return b.String()
+}
