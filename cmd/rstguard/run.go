@@ -1,11 +1,335 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/rstguard/rstguard/config"
+	"github.com/rstguard/rstguard/metrics"
+	"github.com/rstguard/rstguard/nfq"
+	"github.com/rstguard/rstguard/policy"
 )
 
+// defaultConfigPath is read when --config is not given and the file exists.
+const defaultConfigPath = "/etc/rstguard/config.toml"
+
 func cmdRun(args []string) int {
-	fmt.Fprintln(os.Stderr, "rstguard: not implemented yet")
-	return 1
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	path := fs.String("config", "", "configuration file (default "+defaultConfigPath+" if it exists, else built-in defaults)")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: rstguard run [--config FILE]\n\nBinds the NFQUEUE queues of the configuration and validates TCP resets until SIGTERM; SIGHUP reloads.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "rstguard run: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	explicit := *path != ""
+	cfg, file, err := loadRunConfig(*path, explicit)
+	if err != nil {
+		printConfigErrors(os.Stderr, err)
+		return 1
+	}
+	ls := newLogSwitch(os.Stderr, cfg.Log.Format, cfg.SlogLevel())
+	d := &runDaemon{cfgPath: *path, explicit: explicit, cfg: cfg, logs: ls, log: ls.logger()}
+	if file == "" {
+		d.log.Info("no configuration file; using the built-in defaults", "looked_for", defaultConfigPath)
+	} else {
+		d.log.Info("configuration loaded", "file", file)
+	}
+	d.log.Info("configuration", "summary", cfg.Summary())
+	return d.run()
+}
+
+// loadRunConfig loads the named file, or the default file if it exists, or
+// the built-in defaults. An explicitly named file that is missing is an
+// error.
+func loadRunConfig(path string, explicit bool) (*config.Config, string, error) {
+	if !explicit {
+		if _, err := os.Stat(defaultConfigPath); err != nil {
+			return config.Default(), "", nil
+		}
+		path = defaultConfigPath
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, path, err
+	}
+	return cfg, path, nil
+}
+
+// configErrors flattens a (possibly joined) configuration error.
+func configErrors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, configErrors(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func printConfigErrors(w io.Writer, err error) {
+	for _, e := range configErrors(err) {
+		fmt.Fprintf(w, "rstguard run: %v\n", e)
+	}
+}
+
+// logConfigErrors logs every error with its file, line and key.
+func logConfigErrors(log *slog.Logger, msg string, err error) {
+	for _, e := range configErrors(err) {
+		var ce *config.Error
+		if errors.As(e, &ce) {
+			log.Error(msg, "file", ce.File, "line", ce.Line, "key", ce.Key, "err", e)
+			continue
+		}
+		log.Error(msg, "err", e)
+	}
+}
+
+type runDaemon struct {
+	cfgPath  string
+	explicit bool
+	cfg      *config.Config // the running configuration
+	logs     *logSwitch
+	log      *slog.Logger
+
+	workers []*nfq.Worker
+	proc    metrics.Process
+	ready   atomic.Bool
+}
+
+func queueConfig(cfg *config.Config, q uint16) nfq.Config {
+	return nfq.Config{
+		Queue:       q,
+		FailOpen:    cfg.Queue.FailOpen,
+		GSO:         cfg.Queue.GSO,
+		MaxQueueLen: cfg.Queue.MaxQueueLen,
+		CopyRange:   cfg.Queue.CopyRange,
+		ReadBuffer:  cfg.Queue.SocketReceiveBuffer,
+		MarkAccept:  cfg.Queue.MarkAccept,
+		MarkDrop:    cfg.Queue.MarkDrop,
+	}
+}
+
+func (d *runDaemon) run() int {
+	cfg := d.cfg
+	if len(cfg.Queue.Numbers) == 0 {
+		d.log.Error("no queue configured; set [queue] numbers")
+		return 1
+	}
+	epoch := time.Now()
+	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(cfg.Queue.Numbers))
+	var mqs []metrics.Queue
+	for _, q := range cfg.Queue.Numbers {
+		w := nfq.New(queueConfig(cfg, q), policy.NewEngine(pc, tc), nfq.Options{
+			Epoch: epoch, Logger: d.log, LogRate: cfg.Log.RateLimit, LogBurst: cfg.Log.Burst,
+		})
+		d.workers = append(d.workers, w)
+		mqs = append(mqs, metrics.Queue{Num: q, Engine: w.Engine(), Stats: w.Stats()})
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var bg sync.WaitGroup
+	srvCtx, srvStop := context.WithCancel(context.Background())
+	defer func() { srvStop(); bg.Wait() }()
+	if cfg.Metrics.Listen != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			metrics.NewCollector(mqs, &d.proc, nfq.ProcPath, buildVersion()),
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+		srv, err := metrics.Listen(cfg.Metrics.Listen, metrics.Handler(reg, d.ready.Load))
+		if err != nil {
+			d.log.Error("could not start the metrics listener", "err", err)
+			return 1
+		}
+		d.log.Info("metrics listening", "addr", srv.Addr().String())
+		bg.Add(1)
+		go func() { defer bg.Done(); srv.Serve(srvCtx, d.log) }()
+	}
+
+	// Workers: bind every queue; READY=1 once all are bound.
+	type result struct {
+		q   uint16
+		err error
+	}
+	done := make(chan result, len(d.workers))
+	var bound atomic.Int32
+	allBound := make(chan struct{})
+	for _, w := range d.workers {
+		go func() {
+			err := w.Run(ctx, func() {
+				if int(bound.Add(1)) == len(d.workers) {
+					close(allBound)
+				}
+			})
+			done <- result{w.Queue(), err}
+		}()
+	}
+	running := len(d.workers)
+	failed := false
+	select {
+	case <-allBound:
+		d.ready.Store(true)
+		d.notify(daemon.SdNotifyReady)
+		d.log.Info("ready: every queue is bound", "queues", cfg.Queue.Numbers, "version", buildVersion())
+	case r := <-done:
+		running--
+		d.log.Error("could not bind a queue; stopping", "queue", r.q, "err", r.err)
+		failed = true
+		stop()
+	case <-ctx.Done():
+	}
+
+	wdCtx, wdStop := context.WithCancel(ctx)
+	if !failed {
+		bg.Add(1)
+		go func() { defer bg.Done(); d.watchdog(wdCtx) }()
+	}
+
+	for !failed && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-hup:
+			d.reload()
+		case r := <-done:
+			// Run returns early only on a stop; anything else is a bug.
+			running--
+			if r.err != nil {
+				d.log.Error("queue worker stopped", "queue", r.q, "err", r.err)
+				failed = true
+				stop()
+			}
+		}
+	}
+	wdStop()
+	d.ready.Store(false)
+	d.notify(daemon.SdNotifyStopping)
+	d.log.Info("stopping: giving queued packets their verdicts, then unbinding")
+	stop() // a second SIGTERM now kills the process the default way
+	timeout := time.After(10 * time.Second)
+	for running > 0 {
+		select {
+		case r := <-done:
+			running--
+			if r.err != nil && !failed {
+				d.log.Error("queue worker stopped with an error", "queue", r.q, "err", r.err)
+				failed = true
+			}
+		case <-timeout:
+			d.log.Error("queue workers did not stop in time", "running", running)
+			return 1
+		}
+	}
+	d.log.Info("stopped")
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// notify sends an sd_notify state; outside systemd it does nothing.
+func (d *runDaemon) notify(state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		d.log.Debug("sd_notify failed", "state", state, "err", err)
+	}
+}
+
+// watchdog sends WATCHDOG=1 at half of WatchdogSec, only while every queue's
+// receive loop is alive (bound and not stuck in one packet).
+func (d *runDaemon) watchdog(ctx context.Context) {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		alive := true
+		for _, w := range d.workers {
+			if !w.Alive(interval / 2) {
+				alive = false
+				d.log.Warn("queue loop not alive; withholding the watchdog ping", "queue", w.Queue())
+			}
+		}
+		if alive {
+			d.notify(daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+// reload applies a new configuration on SIGHUP: policy, limits, marks and
+// logging, keeping every flow. A bad file keeps the running configuration.
+func (d *runDaemon) reload() {
+	d.notify(daemon.SdNotifyReloading + "\n" + daemon.SdNotifyMonotonicUsec())
+	defer d.notify(daemon.SdNotifyReady)
+	cfg, file, err := loadRunConfig(d.cfgPath, d.explicit)
+	if err != nil {
+		d.proc.ReloadsFailed.Add(1)
+		logConfigErrors(d.log, "reload failed; keeping the running configuration", err)
+		return
+	}
+	old := d.cfg
+	if !slices.Equal(cfg.Queue.Numbers, old.Queue.Numbers) {
+		d.log.Warn("queue numbers changed; they take effect at the next restart, keeping the bound queues",
+			"running", old.Queue.Numbers, "configured", cfg.Queue.Numbers)
+		cfg.Queue.Numbers = old.Queue.Numbers
+	}
+	if cfg.Metrics.Listen != old.Metrics.Listen {
+		d.log.Warn("metrics listen address changed; it takes effect at the next restart",
+			"running", old.Metrics.Listen, "configured", cfg.Metrics.Listen)
+		cfg.Metrics.Listen = old.Metrics.Listen
+	}
+	if cfg.Queue.FailOpen != old.Queue.FailOpen || cfg.Queue.GSO != old.Queue.GSO ||
+		cfg.Queue.MaxQueueLen != old.Queue.MaxQueueLen || cfg.Queue.CopyRange != old.Queue.CopyRange ||
+		cfg.Queue.SocketReceiveBuffer != old.Queue.SocketReceiveBuffer {
+		d.log.Warn("queue socket settings changed (fail_open, gso, max_queue_len, copy_range, socket_receive_buffer); they take effect at the next restart")
+	}
+	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(d.workers))
+	for _, w := range d.workers {
+		w.Reconfigure(pc, tc, cfg.Queue.MarkAccept, cfg.Queue.MarkDrop, cfg.Log.RateLimit, cfg.Log.Burst)
+	}
+	d.logs.set(cfg.Log.Format, cfg.SlogLevel())
+	d.cfg = cfg
+	d.proc.ReloadsOK.Add(1)
+	if file == "" {
+		file = "(built-in defaults)"
+	}
+	d.log.Info("reloaded", "file", file, "summary", cfg.Summary())
 }
