@@ -893,3 +893,19 @@ func TestRegeneratedCaptures(t *testing.T) {
 		t.Run(name, fn)
 	}
 }
+
+// BenchmarkRun replays normal.pcap (about 40 frames) per iteration, JSON
+// lines included: the cost of the offline tool, not of the daemon's path.
+func BenchmarkRun(b *testing.B) {
+	capture := readFile(b, "normal.pcap")
+	tc := conntrack.DefaultConfig()
+	tc.MaxFlows = 1024
+	var line []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		eng := policy.NewEngine(policy.DefaultConfig(), tc)
+		if _, err := Run(bytes.NewReader(capture), eng, func(f Frame) { line = f.AppendJSON(line[:0]) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
