@@ -169,7 +169,7 @@ func (d *runDaemon) run() int {
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
-		srv, err := metrics.Listen(cfg.Metrics.Listen, metrics.Handler(reg, d.ready.Load))
+		srv, err := metrics.Listen(cfg.Metrics.Listen, metrics.Handler(reg, d.isReady))
 		if err != nil {
 			d.log.Error("could not start the metrics listener", "err", err)
 			return 1
@@ -257,6 +257,20 @@ func (d *runDaemon) run() int {
 		return 1
 	}
 	return 0
+}
+
+// isReady is /readyz: every queue has been bound, none is being re-bound,
+// and the daemon is not stopping.
+func (d *runDaemon) isReady() bool {
+	if !d.ready.Load() {
+		return false
+	}
+	for _, w := range d.workers {
+		if !w.Stats().Bound.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 // notify sends an sd_notify state; outside systemd it does nothing.
