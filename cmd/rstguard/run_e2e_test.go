@@ -122,6 +122,7 @@ type e2eLab struct {
 	daemon             *exec.Cmd
 	stderr             *lockedBuffer
 	notify             *lockedBuffer // sd_notify messages, one per line
+	nft                bool          // the queue rule is nft's (iptables failed)
 	waitc              chan error
 	http               *http.Client
 }
@@ -187,6 +188,7 @@ func newE2ELab(ctx context.Context, t *testing.T) *e2eLab {
 		}
 	}
 	if err != nil {
+		l.nft = true
 		t.Logf("iptables/ip6tables failed (%v: %s); trying nft", err, out)
 		run(ctx, t, "ip", "netns", "exec", l.gw, "nft",
 			"add table inet rgd; add chain inet rgd fwd { type filter hook forward priority 0; }; "+
@@ -214,9 +216,10 @@ func (l *e2eLab) writeConfig(body string) {
 	}
 }
 
-func e2eConfig(rstMode string) string {
+func e2eConfig(rstMode string, extraQueue ...string) string {
 	return fmt.Sprintf(`[queue]
 numbers = [%d]
+`+strings.Join(extraQueue, "\n")+`
 
 [policy]
 rst_mode = %q
@@ -679,6 +682,32 @@ func TestDaemonE2E(t *testing.T) {
 	l.waitMetric(ctx, 2, "rstguard_packets_total", `reason="rst_not_exact"`)
 	if !strings.Contains(l.stderr.String(), "reload failed") {
 		t.Error("no log line for the failed reload")
+	}
+
+	// 4b. mark_drop (staged rollout), set by a reload: the inexact reset
+	// is counted as a drop but accepted with the mark, which the kernel
+	// applies (a later mangle POSTROUTING rule matches it). The Linux
+	// client answers an in-window inexact reset with a challenge ACK
+	// (RFC 5961 3.2), so the connection survives it.
+	if !l.nft {
+		run(ctx, t, "ip", "netns", "exec", l.gw, "iptables", "-t", "mangle", "-A", "POSTROUTING",
+			"-m", "mark", "--mark", "0x66", "-j", "ACCEPT")
+		l.writeConfig(e2eConfig("exact", "mark_drop = 0x66"))
+		l.signal(syscall.SIGHUP)
+		l.waitMetric(ctx, 2, "rstguard_config_reloads_total")
+		forgeRST(t, l.fwd, c1, nxt()+100)
+		l.waitMetric(ctx, 1, "rstguard_drops_marked_total")
+		if got := l.metric("rstguard_packets_total", `reason="rst_not_exact"`); got != 3 {
+			t.Errorf("a marked drop must count as a drop: rst_not_exact = %v, want 3", got)
+		}
+		out := run(ctx, t, "ip", "netns", "exec", l.gw, "iptables", "-t", "mangle", "-L", "POSTROUTING", "-v", "-x", "-n")
+		if !regexp.MustCompile(`(?m)^\s*1\s+\d+\s+ACCEPT.*mark match 0x66`).MatchString(out) {
+			t.Errorf("the kernel did not see exactly one packet marked 0x66:\n%s", out)
+		}
+		if err := transfer(c1, 1<<20, 8, 0, nil); err != nil {
+			t.Fatalf("connection broken after a marked inexact reset: %v", err)
+		}
+		sent += 1 << 20
 	}
 
 	// 5. A valid reset (the server closes with SO_LINGER 0) closes the
