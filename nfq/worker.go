@@ -631,9 +631,6 @@ func (w *Worker) logDecision(payload []byte, wireLen int, v policy.Verdict, r po
 	if d.Checked {
 		attrs = append(attrs, slog.Uint64("window_lo", uint64(d.WinLo)), slog.Uint64("window_hi", uint64(d.WinHi)))
 	}
-	if w.markDrop.Load() != 0 && v == policy.Drop {
-		attrs = append(attrs, slog.Bool("marked_instead_of_dropped", true))
-	}
 	msg := "dropped packet"
 	switch {
 	case r == policy.ReasonRSTAnswersReservedSYN:
@@ -644,6 +641,9 @@ func (w *Worker) logDecision(payload []byte, wireLen int, v policy.Verdict, r po
 			slog.String("syn_flags", synFlagNames(d.SYNFlags)))
 	case p.Kind == packet.KindTCP && p.Flags&packet.RST != 0:
 		msg = "dropped reset"
+	}
+	if v == policy.Drop && w.markDrop.Load() != 0 {
+		msg += " (accepted with the mark_drop mark instead)"
 	}
 	w.log.LogAttrs(context.Background(), level, msg, attrs...)
 }

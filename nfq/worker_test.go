@@ -336,3 +336,34 @@ func TestLimiterBurstAtLeastOne(t *testing.T) {
 		t.Error("rate 0 must suppress every line, whatever the burst")
 	}
 }
+
+// TestLogResetAnswersFlaggedSYN: a reset answering a SYN with ECN bits is
+// accepted (RFC 3360) and logged, naming the peer that sent it.
+func TestLogResetAnswersFlaggedSYN(t *testing.T) {
+	var logs bytes.Buffer
+	w := newTestWorker(t, policy.DefaultConfig(), &logs)
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP,
+		SrcIP: net.IP{192, 0, 2, 1}, DstIP: net.IP{198, 51, 100, 1}}
+	syn := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: 1000, SYN: true, ECE: true, CWR: true, Window: 65535}
+	syn.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, syn); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := w.handle(buf.Bytes(), 0); v != nfqueue.NfAccept {
+		t.Fatal("a SYN with ECN bits must be accepted (RFC 3360)")
+	}
+	rst := tcp4(t, true, 0, 1001, false, true, true, 0)
+	if v, _, _ := w.handle(rst, 0); v != nfqueue.NfAccept {
+		t.Fatal("a valid reset answering the SYN must be accepted")
+	}
+	if got := w.engine.Stats().Reasons[policy.ReasonRSTAnswersReservedSYN].Load(); got != 1 {
+		t.Fatalf("rst_answers_reserved_syn = %d, want 1", got)
+	}
+	out := logs.String()
+	for _, want := range []string{"RFC 3360", "peer=198.51.100.1", "syn_flags=ece,cwr", "reason=rst_answers_reserved_syn", "state=syn_sent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q: %s", want, out)
+		}
+	}
+}
