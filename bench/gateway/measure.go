@@ -14,6 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat;
@@ -264,4 +267,41 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 	i := int(q*float64(len(sorted))+0.5) - 1
 	i = max(0, min(i, len(sorted)-1))
 	return sorted[i]
+}
+
+// scrapeGuard reads rstguard's /metrics inside the gateway: the mean
+// decision time over all queues and the packets its policy dropped.
+func scrapeGuard(ctx context.Context, t *topology) (decisionNs float64, drops int64, err error) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	body, err := t.lab.ScrapeAddr(sctx, guardMetricsAddr)
+	if err != nil {
+		return 0, -1, err
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		return 0, -1, err
+	}
+	var sum float64
+	var count uint64
+	if f := fams["rstguard_decision_duration_seconds"]; f != nil {
+		for _, m := range f.GetMetric() {
+			sum += m.GetHistogram().GetSampleSum()
+			count += m.GetHistogram().GetSampleCount()
+		}
+	}
+	if count > 0 {
+		decisionNs = sum / float64(count) * 1e9
+	}
+	if f := fams["rstguard_packets_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "verdict" && l.GetValue() == "drop" {
+					drops += int64(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return decisionNs, drops, nil
 }
