@@ -202,13 +202,19 @@ func forgedFromServer(p *Pair, seq, ack uint32, flags packet.Flags) Segment {
 }
 
 // rcvNxt is the client's RCV.NXT as its own interface saw the server's
-// segments: what an "in window" scenario may know.
-func (e *Env) rcvNxt(p *Pair) (uint32, error) {
-	h, ok := e.ClientSniff.Highest(p.SAddr, p.CAddr)
-	if !ok {
-		return 0, fmt.Errorf("no segment from %v to %v seen", p.SAddr, p.CAddr)
+// segments: what an "in window" scenario may know. The sniffer runs
+// asynchronously, so it waits up to a second for the first segment.
+func (e *Env) rcvNxt(ctx context.Context, p *Pair) (uint32, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		if h, ok := e.ClientSniff.Highest(p.SAddr, p.CAddr); ok {
+			return h.End(), nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("no segment from %v to %v seen", p.SAddr, p.CAddr)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return h.End(), nil
 }
 
 // blindReset sends 8 resets far outside the window (RCV.NXT + 2^31 and
@@ -245,7 +251,7 @@ func blindReset(ctx context.Context, e *Env, v6, restart bool) (Observation, err
 		// Let the guard pick the flow up from both directions.
 		time.Sleep(300 * time.Millisecond)
 	}
-	nxt, err := e.rcvNxt(&tr.Pair)
+	nxt, err := e.rcvNxt(ctx, &tr.Pair)
 	if err != nil {
 		return Observation{}, err
 	}
@@ -273,7 +279,7 @@ func rstSpray(ctx context.Context, e *Env) (Observation, error) {
 	if err := tr.WaitProgress(ctx, 0.2); err != nil {
 		return Observation{}, err
 	}
-	nxt, err := e.rcvNxt(&tr.Pair)
+	nxt, err := e.rcvNxt(ctx, &tr.Pair)
 	if err != nil {
 		return Observation{}, err
 	}
@@ -300,7 +306,7 @@ func inWindowReset(ctx context.Context, e *Env) (Observation, error) {
 	if err := p.Alive(); err != nil {
 		return Observation{}, fmt.Errorf("before the attack: %w", err)
 	}
-	nxt, err := e.rcvNxt(p)
+	nxt, err := e.rcvNxt(ctx, p)
 	if err != nil {
 		return Observation{}, err
 	}
