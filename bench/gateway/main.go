@@ -20,6 +20,7 @@
 //	                and policy.Engine per queue, default policy), without
 //	                the daemon's configuration, metrics and reload
 //	accept-single   tuned, but one verdict message per packet (-single)
+//	accept-msgbuf   tuned, receiving into a reused 64 KiB buffer (-msgbuf)
 //	accept-untuned  bench/nfqaccept -tuned=false (full copy, no GSO, no
 //	                fail-open, default buffer, one verdict per packet)
 //
@@ -56,6 +57,7 @@ type options struct {
 	queues                   string
 	jsonOut                  bool
 	untuned, single, guard   bool
+	msgbuf                   bool
 	engine                   bool
 	profileDir               string
 	rstguardBin, acceptBin   string
@@ -115,6 +117,7 @@ func main() {
 	flag.BoolVar(&o.untuned, "untuned", true, "also measure the untuned accept-all program")
 	flag.BoolVar(&o.single, "single", true, "also measure the tuned accept-all program with one verdict per packet")
 	flag.BoolVar(&o.guard, "rstguard", true, "measure rstguard inline")
+	flag.BoolVar(&o.msgbuf, "msgbuf", false, "also measure the tuned accept-all program receiving into a reused buffer (-msgbuf 65536)")
 	flag.BoolVar(&o.engine, "engine", true, "measure rstguard's data path alone (bench/nfqguard)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of bench/nfqguard and the tuned bench/nfqaccept per run into this directory (engine-runN.pprof, accept-runN.pprof)")
 	flag.StringVar(&o.rstguardBin, "rstguard-bin", "", "rstguard binary (default: built from ./cmd/rstguard)")
@@ -204,6 +207,9 @@ func runBench(ctx context.Context, o options) error {
 		}
 		c.args = []string{bin, "-queues", o.queues}
 		configs = append(configs, c)
+	}
+	if o.msgbuf {
+		configs = append(configs, &config{Name: "accept-msgbuf", gso: true, args: []string{accept, "-queues", o.queues, "-msgbuf", "65536"}})
 	}
 	if o.untuned {
 		configs = append(configs, &config{Name: "accept-untuned", args: []string{accept, "-queues", o.queues, "-tuned=false", "-verdict", "single"}})

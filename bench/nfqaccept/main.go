@@ -65,6 +65,7 @@ type options struct {
 	batch       bool
 	maxBatch    int
 	cpuprofile  string
+	msgbuf      int
 }
 
 // counters are shared by all queue goroutines and printed on exit.
@@ -85,6 +86,7 @@ func main() {
 	verdict := flag.String("verdict", "batch", "batch: one NFQNL_MSG_VERDICT_BATCH when the socket has no more packets waiting (or after -max-batch); single: one verdict message per packet (always single when untuned)")
 	flag.IntVar(&o.maxBatch, "max-batch", 64, "most packets covered by one batch verdict")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.IntVar(&o.msgbuf, "msgbuf", 0, "if > 0, receive into a reused buffer of this many bytes (netlink.Config.MessageBufferSize) instead of peeking at every message to size a new one")
 	flag.Parse()
 
 	var err error
@@ -203,6 +205,20 @@ func bind(ctx context.Context, o options, q uint16, c *counters) (*nfqueue.Nfque
 	nf, err := nfqueue.Open(&cfg)
 	if err != nil {
 		return nil, fmt.Errorf("queue %d: could not open a netfilter netlink socket: %w (run as root or with CAP_NET_ADMIN)", q, err)
+	}
+	if o.msgbuf > 0 {
+		// go-nfqueue v2.1.0 dials its netlink socket without a
+		// netlink.Config we can fill in; Con is exported, so swap in a
+		// socket dialed with MessageBufferSize before anything uses it.
+		// Without it, mdlayher/netlink does a recvmsg(MSG_PEEK|MSG_TRUNC)
+		// before every receive to size a fresh buffer.
+		con, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{MessageBufferSize: o.msgbuf})
+		if err != nil {
+			nf.Close()
+			return nil, fmt.Errorf("queue %d: could not open a netfilter netlink socket: %w", q, err)
+		}
+		nf.Con.Close()
+		nf.Con = con
 	}
 	fd := -1
 	if rc, err := nf.Con.SyscallConn(); err == nil {
