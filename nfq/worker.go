@@ -489,10 +489,17 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 		return 0
 	}
 	w.errStreak = 0
-	var payload []byte
-	if a.Payload != nil {
-		payload = *a.Payload
+	if a.Payload == nil {
+		// Nothing copied to judge (never with NfQnlCopyPacket and a
+		// copy range that holds the headers): pass it untouched.
+		w.stats.Packets.Add(1)
+		w.flush()
+		if err := w.nf.SetVerdict(*a.PacketID, nfqueue.NfAccept); err != nil {
+			w.stats.VerdictErrors.Add(1)
+		}
+		return 0
 	}
+	payload := *a.Payload
 	wire := 0
 	if a.CapLen != nil {
 		wire = int(*a.CapLen)
