@@ -310,8 +310,9 @@ func (w *Worker) bind() error {
 		return fmt.Errorf("could not bind queue %d: %w", w.cfg.Queue, err)
 	}
 	w.stats.Bound.Store(true)
+	rcvbuf, _ := nf.Con.ReadBuffer() // as the kernel reports it (twice what was set)
 	w.log.Info("queue bound", "copy_range", w.cfg.CopyRange, "max_queue_len", w.cfg.MaxQueueLen,
-		"fail_open", w.cfg.FailOpen, "gso", w.cfg.GSO)
+		"fail_open", w.cfg.FailOpen, "gso", w.cfg.GSO, "socket_receive_buffer", rcvbuf)
 	return nil
 }
 
