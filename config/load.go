@@ -67,7 +67,7 @@ func syntaxError(name string, err error) error {
 	}
 	return &Error{
 		File: name, Line: pe.Position.Line, Column: pe.Position.Col, Key: key,
-		Msg: fmt.Sprintf("TOML syntax error at column %d: %s; fix the syntax (strings need double quotes, e.g. rst_mode = \"window\"; see config.example.toml)",
+		Msg: fmt.Sprintf("TOML syntax error at column %d: %s; fix the syntax (strings take double quotes, sections are [name] on a line of their own; config.example.toml shows every key)",
 			pe.Position.Col, pe.Message),
 	}
 }
