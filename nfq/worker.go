@@ -274,6 +274,22 @@ func (w *Worker) bind() error {
 	if err != nil {
 		return fmt.Errorf("could not open a netfilter netlink socket for queue %d: %w (rstguard needs CAP_NET_ADMIN)", w.cfg.Queue, err)
 	}
+	// go-nfqueue dials without a netlink.Config, so mdlayher/netlink
+	// peeks (recvmsg MSG_PEEK|MSG_TRUNC) before every receive to size a
+	// new buffer: two system calls per packet. A socket with a fixed
+	// message buffer reads each packet with one. The buffer holds the
+	// largest message the kernel can send us: the copy range plus the
+	// packet's attributes (nfqnl_build_packet_message), with room to spare.
+	copyMax := int(w.cfg.CopyRange)
+	if copyMax == 0 || copyMax > 0xffff {
+		copyMax = 0xffff
+	}
+	if con, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{MessageBufferSize: copyMax + 8192}); err == nil {
+		nf.Con.Close()
+		nf.Con = con
+	} else {
+		w.log.Warn("could not open a netlink socket with a fixed message buffer; using go-nfqueue's", "err", err)
+	}
 	// An overflowing socket must not kill the loop with ENOBUFS: the
 	// kernel counts what it could not deliver (queue_user_dropped in
 	// /proc), and the metrics export it.
