@@ -30,6 +30,9 @@
 // accepted like bypass would, or dropped if the operator turned fail_open
 // off), keeps reading and giving verdicts until /proc says queue_total is 0
 // (bounded by DrainTimeout), and only then lets the library unbind.
+// TestDrainOnStop shows it: a stop in the middle of a 4000-packet burst
+// loses none, where unbinding at once (the library's own stop) lost about
+// 255, the backlog in the socket.
 package nfq
 
 import (
