@@ -25,13 +25,12 @@ const (
 	msgNoIP      = "the `ip` command (iproute2) is missing: apt-get install -y iproute2"
 	msgNoIPT     = "the `iptables` command is missing: apt-get install -y iptables"
 	msgNoIP6T    = "the `ip6tables` command is missing: apt-get install -y iptables"
-	msgNoSysctl  = "the `sysctl` command is missing: apt-get install -y procps"
 	msgNoNetns   = "cannot create a network namespace (%s): the kernel needs CONFIG_NET_NS and the process CAP_SYS_ADMIN (inside a container, run it privileged)"
 	msgNoNFQueue = "the kernel refused an NFQUEUE rule (%s): load the module with `modprobe nfnetlink_queue xt_NFQUEUE` (kernel config NETFILTER_NETLINK_QUEUE and NETFILTER_XT_TARGET_NFQUEUE)"
 )
 
-// Preflight checks what the lab needs: root, the ip, iptables, ip6tables and
-// sysctl tools, network namespaces, and kernel NFQUEUE support (probed by
+// Preflight checks what the lab needs: root, the ip, iptables and ip6tables
+// tools, network namespaces, and kernel NFQUEUE support (probed by
 // installing an NFQUEUE rule for IPv4 and IPv6 in a scratch namespace named
 // prefix+"probe", removed afterwards). It returns a *PreflightError listing
 // everything missing, or nil.
@@ -47,15 +46,12 @@ func Preflight(ctx context.Context, prefix string) error {
 		missing = append(missing, msgNotRoot)
 	}
 	tools := []struct{ name, msg string }{
-		{"ip", msgNoIP}, {"iptables", msgNoIPT}, {"ip6tables", msgNoIP6T}, {"sysctl", msgNoSysctl},
+		{"ip", msgNoIP}, {"iptables", msgNoIPT}, {"ip6tables", msgNoIP6T},
 	}
-	have := map[string]bool{}
 	for _, tl := range tools {
 		if _, err := exec.LookPath(tl.name); err != nil {
 			missing = append(missing, tl.msg)
-			continue
 		}
-		have[tl.name] = true
 	}
 	if len(missing) > 0 {
 		// Without root or the tools the kernel probe cannot run.

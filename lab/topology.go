@@ -369,13 +369,29 @@ func (t *Topology) Exec(h Host, name string, args ...string) (string, error) {
 	return t.run(ctx, "ip", append([]string{"netns", "exec", t.NS(h), name}, args...)...)
 }
 
-// Sysctl sets key=value sysctls inside h's namespace.
+// Sysctl sets key=value sysctls inside h's namespace, writing
+// /proc/sys from a thread inside it (net.* sysctls are per namespace, and
+// /proc/sys/net resolves against the writing thread's namespace).
 func (t *Topology) Sysctl(h Host, kv ...string) error {
 	if len(kv) == 0 {
 		return nil
 	}
-	_, err := t.Exec(h, "sysctl", append([]string{"-q", "-w"}, kv...)...)
-	return err
+	if t.log != nil {
+		fmt.Fprintf(t.log, "+ [%s] sysctl -w %s\n", t.NS(h), strings.Join(kv, " "))
+	}
+	return t.Do(h, func() error {
+		for _, s := range kv {
+			k, v, ok := strings.Cut(s, "=")
+			if !ok || k == "" || strings.Contains(k, "/") {
+				return fmt.Errorf("sysctl %q: want key=value", s)
+			}
+			path := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+			if err := os.WriteFile(path, []byte(v), 0); err != nil {
+				return fmt.Errorf("sysctl %s in %s: %w", s, t.NS(h), err)
+			}
+		}
+		return nil
+	})
 }
 
 // Do runs fn on an OS thread switched into h's network namespace and waits

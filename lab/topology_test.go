@@ -76,6 +76,13 @@ func TestTopologyForwards(t *testing.T) {
 	if after := rootLinks(t); after != before {
 		t.Errorf("the topology changed the root namespace's links:\nbefore: %s\nafter:  %s", before, after)
 	}
+	// Sysctls land in the namespace they were written for.
+	for h, want := range map[Host]string{Gateway: "1", Client: "0"} {
+		out, err := topo.Exec(h, "cat", "/proc/sys/net/ipv4/ip_forward")
+		if err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("%s ip_forward = %q (%v), want %s", h, out, err, want)
+		}
+	}
 	for _, bypassRule := range []bool{false, true} {
 		if bypassRule {
 			if err := topo.InstallQueueRule("0", true); err != nil {
