@@ -26,6 +26,7 @@ const (
 	msgNoIPT     = "the `iptables` command is missing: apt-get install -y iptables"
 	msgNoIP6T    = "the `ip6tables` command is missing: apt-get install -y iptables"
 	msgNoNetns   = "cannot create a network namespace (%s): the kernel needs CONFIG_NET_NS and the process CAP_SYS_ADMIN (inside a container, run it privileged)"
+	msgNoMatch   = "the kernel refused the lab's counting rule (%s): load the matches with `modprobe xt_hl xt_comment` (kernel config NETFILTER_XT_MATCH_HL, NETFILTER_XT_MATCH_COMMENT)"
 	msgNoNFQueue = "the kernel refused an NFQUEUE rule (%s): load the module with `modprobe nfnetlink_queue xt_NFQUEUE` (kernel config NETFILTER_NETLINK_QUEUE and NETFILTER_XT_TARGET_NFQUEUE)"
 )
 
@@ -89,6 +90,18 @@ func probeNFQueue(ctx context.Context, ns string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf(msgNoNFQueue, err)
+	}
+	// The victim's counting rules (run.go): TTL / hop limit and comment.
+	for _, r := range [][]string{
+		{"iptables", "-A", "INPUT", "-p", "tcp", "-m", "ttl", "--ttl-eq", "1", "-m", "comment", "--comment", "probe"},
+		{"ip6tables", "-A", "INPUT", "-p", "tcp", "-m", "hl", "--hl-eq", "1", "-m", "comment", "--comment", "probe"},
+	} {
+		if err := run(append([]string{"ip", "netns", "exec", ns}, r...)...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf(msgNoMatch, err)
 	}
 	return nil
 }
