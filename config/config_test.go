@@ -190,6 +190,8 @@ func TestParseInvalid(t *testing.T) {
 		{"case matters", "[Queue]\nnumbers = [0]", 1, "[Queue]", "unknown section"},
 		{"section not a table", "log = \"debug\"", 1, "[log]", "must be a table, not the string \"debug\"; write it as a section header [log]"},
 		{"array of tables", "[[queue]]\nnumbers = [0]", 1, "[queue]", "must be a table, not an array of tables"},
+		{"byte order mark", "\ufeff[log]\nlevel = \"x\"", 2, "[log] level", "not a valid value"},
+		{"CRLF", "[log]\r\n\r\nbogus = 1\r\n", 3, "[log] bogus", "unknown key"},
 		// TOML syntax errors: the parser's position.
 		{"syntax unterminated array", "[queue]\nnumbers = [1,\n", 2, "[queue] numbers", "TOML syntax error at column 14"},
 		{"syntax bare string", "[policy]\n\nrst_mode = exact", 3, "[policy] rst_mode", "TOML syntax error"},

@@ -28,6 +28,9 @@ type locator struct {
 
 func locate(src string) map[string]position {
 	l := &locator{src: src, line: 1, col: 1, pos: make(map[string]position)}
+	if strings.HasPrefix(src, "\ufeff") { // a byte order mark, which TOML allows
+		l.i = len("\ufeff")
+	}
 	l.document()
 	return l.pos
 }

@@ -119,6 +119,7 @@ func FuzzParse(f *testing.F) {
 		"conntrack.timeouts = { syn_sent = \"5d\", x = 1 }\n", "[log]\n\"a b\" = '''\n[x]\n'''\n",
 		"[[queue]]\n", "policy = { rst_mode = 'exact' }\n", "[a.'b'.\"c\"]\nd = 1\n",
 		"[queue]\nmark_accept = 1\nmark_drop = 1\n", "x = [[1], {a = 2}]\n",
+		"\ufeff[log]\r\nlevel = 1\r\n",
 	} {
 		f.Add(s)
 	}
