@@ -61,6 +61,7 @@ reached the victim. Needs root.`)
 			}
 		}
 		selected = func(n string) bool { return slices.Contains(names, n) }
+		scenarios = slices.DeleteFunc(scenarios, func(s lab.Scenario) bool { return !selected(s.Name) })
 	}
 	bin := *binary
 	if bin == "" {
