@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"net/netip"
@@ -20,7 +21,12 @@ import (
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read the configuration: %v", errors.Unwrap(err)) + readHint(err)}
+		why := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			why = pe.Err // the path is already in the message
+		}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read the configuration: %v", why) + readHint(err)}
 	}
 	return Parse(path, data)
 }
