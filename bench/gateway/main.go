@@ -47,6 +47,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -58,6 +59,7 @@ type options struct {
 	jsonOut                  bool
 	untuned, single, guard   bool
 	msgbuf                   bool
+	latencyRounds            int
 	engine                   bool
 	profileDir               string
 	rstguardBin, acceptBin   string
@@ -99,12 +101,16 @@ type sample struct {
 	// From rstguard's /metrics at the end of the measurement: the mean
 	// engine decision time (parse to verdict) and the packets its policy
 	// dropped (legitimate traffic only here, so it should be 0).
-	DecisionNs     float64 `json:"decision_mean_ns,omitempty"`
-	PolicyDrops    int64   `json:"policy_drops"` // -1: not rstguard
-	RTTp50, RTTp99 int64   `json:"-"`
-	RTTp50us       float64 `json:"rtt_p50_us"`
-	RTTp99us       float64 `json:"rtt_p99_us"`
-	Err            string  `json:"error,omitempty"`
+	DecisionNs  float64 `json:"decision_mean_ns,omitempty"`
+	PolicyDrops int64   `json:"policy_drops"` // -1: not rstguard
+	// DropLog is the daemon's log lines about those drops.
+	DropLog string `json:"policy_drop_log,omitempty"`
+	// DropReasons breaks PolicyDrops down by reason.
+	DropReasons    map[string]int64 `json:"policy_drop_reasons,omitempty"`
+	RTTp50, RTTp99 int64            `json:"-"`
+	RTTp50us       float64          `json:"rtt_p50_us"`
+	RTTp99us       float64          `json:"rtt_p99_us"`
+	Err            string           `json:"error,omitempty"`
 }
 
 func main() {
@@ -117,6 +123,7 @@ func main() {
 	flag.BoolVar(&o.untuned, "untuned", true, "also measure the untuned accept-all program")
 	flag.BoolVar(&o.single, "single", true, "also measure the tuned accept-all program with one verdict per packet")
 	flag.BoolVar(&o.guard, "rstguard", true, "measure rstguard inline")
+	flag.IntVar(&o.latencyRounds, "latency-rounds", 10, "after the throughput runs, this many interleaved rounds of -pingpongs/N round trips each for kernel, accept and rstguard, pooled (0: skip)")
 	flag.BoolVar(&o.msgbuf, "msgbuf", false, "also measure the tuned accept-all program receiving into a reused buffer (-msgbuf 65536)")
 	flag.BoolVar(&o.engine, "engine", true, "measure rstguard's data path alone (bench/nfqguard)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of bench/nfqguard and the tuned bench/nfqaccept per run into this directory (engine-runN.pprof, accept-runN.pprof)")
@@ -262,8 +269,12 @@ func runBench(ctx context.Context, o options) error {
 			samples = append(samples, s)
 		}
 	}
+	var pooled map[string][]time.Duration
+	if o.latencyRounds > 0 {
+		pooled = latencyRounds(ctx, t, pp, configs, o, nq)
+	}
 	load1, _ := os.ReadFile("/proc/loadavg")
-	return report(o, configs, samples, strings.TrimSpace(string(load0)), strings.TrimSpace(string(load1)))
+	return report(o, configs, samples, pooled, strings.TrimSpace(string(load0)), strings.TrimSpace(string(load1)))
 }
 
 // measure runs one configuration once: start the consumer, add the rule,
@@ -271,28 +282,13 @@ func runBench(ctx context.Context, o options) error {
 func measure(ctx context.Context, t *topology, pp *pingPongServer, c *config, o options, nq int) sample {
 	s := sample{Config: c.Name, Bypassed: -1, PolicyDrops: -1}
 	fail := func(err error) sample { s.Err = err.Error(); return s }
-	var p *proc
-	rule := []string{"FORWARD", "-p", "tcp", "-j", "NFQUEUE", "--queue-balance", o.queues, "--queue-bypass"}
-	if nq == 1 {
-		rule[5] = "--queue-num"
-	}
-	if len(c.args) > 0 {
-		var err error
-		if p, err = startIn(t.gateway, c.Name, c.args...); err != nil {
-			return fail(err)
-		}
-		defer p.stop(5 * time.Second)
-		if err := waitBound(p, nq); err != nil {
-			return fail(err)
-		}
-		if _, err := run(ctx, append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-t", "mangle", "-A"}, rule...)...); err != nil {
-			return fail(err)
-		}
-		defer run(context.Background(), append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-t", "mangle", "-D"}, rule...)...)
+	p, cleanup, err := startConsumer(ctx, t, c, o, nq)
+	defer cleanup()
+	if err != nil {
+		return fail(err)
 	}
 	var q0, q1, q2 queueSnap
 	var cpu0, cpu1, user0, user1 time.Duration
-	var err error
 	if p != nil {
 		if q0, err = readQueues(p.pid()); err != nil {
 			return fail(err)
@@ -350,12 +346,92 @@ func measure(ctx context.Context, t *topology, pp *pingPongServer, c *config, o 
 			return fail(fmt.Errorf("%s exited during the measurement: %v: %s", c.Name, p.err, tail(p.stderr.String())))
 		}
 		if c.Name == "rstguard" {
-			if s.DecisionNs, s.PolicyDrops, err = scrapeGuard(ctx, t); err != nil {
+			if s.DecisionNs, s.PolicyDrops, s.DropReasons, err = scrapeGuard(ctx, t); err != nil {
 				s.Err = strings.TrimSpace(s.Err + " metrics: " + err.Error())
+			}
+			if s.PolicyDrops > 0 {
+				// The daemon logs each drop (rate-limited) with the flow
+				// and the window that rejected it: keep those lines.
+				cleanup()
+				var lines []string
+				for _, l := range strings.Split(p.stderr.String(), "\n") {
+					if strings.Contains(l, "drop") && len(lines) < 10 {
+						lines = append(lines, l)
+					}
+				}
+				s.DropLog = strings.Join(lines, "\n")
 			}
 		}
 	}
 	return s
+}
+
+// startConsumer starts c's consumer in the gateway (none for kernel),
+// waits until it has bound its queues and adds the NFQUEUE rule. cleanup
+// removes the rule and stops the consumer; call it even on error.
+func startConsumer(ctx context.Context, t *topology, c *config, o options, nq int) (p *proc, cleanup func(), err error) {
+	var undo []func()
+	var once sync.Once
+	cleanup = func() {
+		once.Do(func() {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		})
+	}
+	if len(c.args) == 0 {
+		return nil, cleanup, nil
+	}
+	rule := []string{"FORWARD", "-p", "tcp", "-j", "NFQUEUE", "--queue-balance", o.queues, "--queue-bypass"}
+	if nq == 1 {
+		rule[5] = "--queue-num"
+	}
+	if p, err = startIn(t.gateway, c.Name, c.args...); err != nil {
+		return nil, cleanup, err
+	}
+	undo = append(undo, func() { p.stop(5 * time.Second) })
+	if err := waitBound(p, nq); err != nil {
+		return p, cleanup, err
+	}
+	if _, err := run(ctx, append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-t", "mangle", "-A"}, rule...)...); err != nil {
+		return p, cleanup, err
+	}
+	undo = append(undo, func() {
+		run(context.Background(), append([]string{"ip", "netns", "exec", t.gateway, "iptables", "-w", "-t", "mangle", "-D"}, rule...)...)
+	})
+	return p, cleanup, nil
+}
+
+// latencyRounds measures the round trip of the kernel, accept and rstguard
+// configurations in many short interleaved rounds and pools each
+// configuration's samples, so that load from other processes on a shared
+// machine spreads over all of them instead of landing on one run of one.
+func latencyRounds(ctx context.Context, t *topology, pp *pingPongServer, configs []*config, o options, nq int) map[string][]time.Duration {
+	pooled := map[string][]time.Duration{}
+	per := max(100, o.pingPongs/o.latencyRounds)
+	for r := 0; r < o.latencyRounds && ctx.Err() == nil; r++ {
+		for i := range configs {
+			c := configs[(i+r)%len(configs)]
+			if c.Err != "" || (c.Name != "kernel" && c.Name != "accept" && c.Name != "rstguard") {
+				continue
+			}
+			_, cleanup, err := startConsumer(ctx, t, c, o, nq)
+			if err == nil {
+				var rtts []time.Duration
+				if rtts, err = pingPong(t, pp.addr, per); err == nil {
+					pooled[c.Name] = append(pooled[c.Name], rtts...)
+				}
+			}
+			cleanup()
+			if err != nil && !o.jsonOut {
+				fmt.Fprintf(os.Stderr, "latency round %d %s: %v\n", r+1, c.Name, err)
+			}
+		}
+	}
+	for _, v := range pooled {
+		slices.Sort(v)
+	}
+	return pooled
 }
 
 // waitBound waits (at most 10 s) until the consumer has bound nq queues in
@@ -459,10 +535,11 @@ type summary struct {
 	// PairedVsAccept is the median over runs of this configuration's
 	// throughput divided by accept's in the same run: less sensitive to
 	// the machine's load drifting between runs than the ratio of medians.
-	PairedVsAccept float64  `json:"paired_ratio_vs_accept"`
-	DecisionNs     float64  `json:"decision_mean_ns,omitempty"`
-	PolicyDrops    int64    `json:"policy_drops"`
-	Errors         []string `json:"errors,omitempty"`
+	PairedVsAccept float64          `json:"paired_ratio_vs_accept"`
+	DecisionNs     float64          `json:"decision_mean_ns,omitempty"`
+	PolicyDrops    int64            `json:"policy_drops"`
+	DropReasons    map[string]int64 `json:"policy_drop_reasons,omitempty"`
+	Errors         []string         `json:"errors,omitempty"`
 }
 
 func median(v []float64) float64 {
@@ -477,7 +554,31 @@ func median(v []float64) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
-func report(o options, configs []*config, samples []sample, load0, load1 string) error {
+// pooledLatency is one configuration's round trips pooled over the
+// interleaved latency rounds.
+type pooledLatency struct {
+	Config        string  `json:"config"`
+	Samples       int     `json:"samples"`
+	P50us         float64 `json:"p50_us"`
+	P90us         float64 `json:"p90_us"`
+	P99us         float64 `json:"p99_us"`
+	P99VsAcceptUs float64 `json:"p99_minus_accept_us"`
+}
+
+func report(o options, configs []*config, samples []sample, pooled map[string][]time.Duration, load0, load1 string) error {
+	var lat []pooledLatency
+	for _, name := range []string{"kernel", "accept", "rstguard"} {
+		v := pooled[name]
+		if len(v) == 0 {
+			continue
+		}
+		us := func(q float64) float64 { return float64(quantile(v, q)) / 1e3 }
+		l := pooledLatency{Config: name, Samples: len(v), P50us: us(0.5), P90us: us(0.9), P99us: us(0.99)}
+		if a := pooled["accept"]; len(a) > 0 {
+			l.P99VsAcceptUs = l.P99us - float64(quantile(a, 0.99))/1e3
+		}
+		lat = append(lat, l)
+	}
 	var sums []summary
 	byName := map[string]*summary{}
 	for _, c := range configs {
@@ -509,6 +610,12 @@ func report(o options, configs []*config, samples []sample, load0, load1 string)
 			}
 			if s.PolicyDrops >= 0 {
 				sm.PolicyDrops = max(sm.PolicyDrops, 0) + s.PolicyDrops
+			}
+			for r, n := range s.DropReasons {
+				if sm.DropReasons == nil {
+					sm.DropReasons = map[string]int64{}
+				}
+				sm.DropReasons[r] += n
 			}
 			if s.BitsPerSecond > 0 {
 				for _, a := range samples {
@@ -553,7 +660,7 @@ func report(o options, configs []*config, samples []sample, load0, load1 string)
 		return enc.Encode(map[string]any{
 			"runs": o.runs, "seconds": o.seconds, "pingpongs": o.pingPongs, "queues": o.queues,
 			"loadavg_before": load0, "loadavg_after": load1,
-			"summary": sums, "samples": samples,
+			"summary": sums, "samples": samples, "latency_pooled": lat,
 		})
 	}
 	fmt.Printf("gateway benchmark: %d runs x %d s iperf3, %d ping-pongs of %d B, queues %s; loadavg %s -> %s\n",
@@ -589,8 +696,26 @@ func report(o options, configs []*config, samples []sample, load0, load1 string)
 			dash(s.RTTp50us, "%.1f"), dash(s.RTTp99us, "%.1f"), dash(s.P99VsAcceptUs, "%+.1f"), dash(s.DecisionNs, "%.0f"), pdrops)
 	}
 	w.Flush()
+	if len(lat) > 0 {
+		fmt.Printf("\nround trips pooled over %d interleaved rounds:\n", o.latencyRounds)
+		w = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(w, "config\tsamples\tp50 µs\tp90 µs\tp99 µs\tp99 - accept µs\t")
+		for _, l := range lat {
+			fmt.Fprintf(w, "%s\t%d\t%.1f\t%.1f\t%.1f\t%+.1f\t\n", l.Config, l.Samples, l.P50us, l.P90us, l.P99us, l.P99VsAcceptUs)
+		}
+		w.Flush()
+		fmt.Println()
+	}
 	var errs []error
 	for _, s := range sums {
+		if len(s.DropReasons) > 0 {
+			fmt.Printf("%s: policy drops of this legitimate traffic, by reason: %v\n", s.Config, s.DropReasons)
+			for _, smp := range samples {
+				if smp.Config == s.Config && smp.DropLog != "" {
+					fmt.Printf("  run %d log:\n    %s\n", smp.Run, strings.ReplaceAll(smp.DropLog, "\n", "\n    "))
+				}
+			}
+		}
 		for _, e := range s.Errors {
 			fmt.Printf("%s: %s\n", s.Config, e)
 		}

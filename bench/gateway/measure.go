@@ -271,17 +271,17 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 // scrapeGuard reads rstguard's /metrics inside the gateway: the mean
 // decision time over all queues and the packets its policy dropped.
-func scrapeGuard(ctx context.Context, t *topology) (decisionNs float64, drops int64, err error) {
+func scrapeGuard(ctx context.Context, t *topology) (decisionNs float64, drops int64, byReason map[string]int64, err error) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	body, err := t.lab.ScrapeAddr(sctx, guardMetricsAddr)
 	if err != nil {
-		return 0, -1, err
+		return 0, -1, nil, err
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
-		return 0, -1, err
+		return 0, -1, nil, err
 	}
 	var sum float64
 	var count uint64
@@ -294,14 +294,23 @@ func scrapeGuard(ctx context.Context, t *topology) (decisionNs float64, drops in
 	if count > 0 {
 		decisionNs = sum / float64(count) * 1e9
 	}
+	byReason = map[string]int64{}
 	if f := fams["rstguard_packets_total"]; f != nil {
 		for _, m := range f.GetMetric() {
+			var verdict, reason string
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "verdict" && l.GetValue() == "drop" {
-					drops += int64(m.GetCounter().GetValue())
+				switch l.GetName() {
+				case "verdict":
+					verdict = l.GetValue()
+				case "reason":
+					reason = l.GetValue()
 				}
+			}
+			if n := int64(m.GetCounter().GetValue()); verdict == "drop" && n > 0 {
+				drops += n
+				byReason[reason] += n
 			}
 		}
 	}
-	return decisionNs, drops, nil
+	return decisionNs, drops, byReason, nil
 }
