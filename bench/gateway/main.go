@@ -60,6 +60,7 @@ type options struct {
 	untuned, single, guard   bool
 	msgbuf                   bool
 	latencyRounds            int
+	pcapDir                  string
 	engine                   bool
 	profileDir               string
 	rstguardBin, acceptBin   string
@@ -103,6 +104,8 @@ type sample struct {
 	// dropped (legitimate traffic only here, so it should be 0).
 	DecisionNs  float64 `json:"decision_mean_ns,omitempty"`
 	PolicyDrops int64   `json:"policy_drops"` // -1: not rstguard
+	// Pcap is the capture of this run (-pcap), kept when there were drops.
+	Pcap string `json:"pcap,omitempty"`
 	// DropLog is the daemon's log lines about those drops.
 	DropLog string `json:"policy_drop_log,omitempty"`
 	// DropReasons breaks PolicyDrops down by reason.
@@ -124,6 +127,7 @@ func main() {
 	flag.BoolVar(&o.single, "single", true, "also measure the tuned accept-all program with one verdict per packet")
 	flag.BoolVar(&o.guard, "rstguard", true, "measure rstguard inline")
 	flag.IntVar(&o.latencyRounds, "latency-rounds", 10, "after the throughput runs, this many interleaved rounds of -pingpongs/N round trips each for kernel, accept and rstguard, pooled (0: skip)")
+	flag.StringVar(&o.pcapDir, "pcap", "", "capture what reaches the gateway during rstguard runs (headers, tcpdump) and keep DIR/rstguard-runN.pcap when its policy dropped packets, for rstguard replay")
 	flag.BoolVar(&o.msgbuf, "msgbuf", false, "also measure the tuned accept-all program receiving into a reused buffer (-msgbuf 65536)")
 	flag.BoolVar(&o.engine, "engine", true, "measure rstguard's data path alone (bench/nfqguard)")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of bench/nfqguard and the tuned bench/nfqaccept per run into this directory (engine-runN.pprof, accept-runN.pprof)")
@@ -173,9 +177,11 @@ func runBench(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(tmp)
 
-	if o.profileDir != "" {
-		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
-			return err
+	for _, d := range []string{o.profileDir, o.pcapDir} {
+		if d != "" {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
 		}
 	}
 	configs := []*config{{Name: "kernel"}}
@@ -256,8 +262,7 @@ func runBench(ctx context.Context, o options) error {
 			if (c.Name == "engine" || c.Name == "accept") && o.profileDir != "" {
 				cc.args = append(slices.Clone(c.args), "-cpuprofile", filepath.Join(o.profileDir, fmt.Sprintf("%s-run%d.pprof", c.Name, r)))
 			}
-			s := measure(ctx, t, pp, &cc, o, nq)
-			s.Run = r
+			s := measure(ctx, t, pp, &cc, o, nq, r)
 			if !o.jsonOut {
 				fmt.Fprintf(os.Stderr, "run %d %-15s %7.2f Gbit/s  rtt p99 %6.1f µs  %s\n", r, c.Name, s.BitsPerSecond/1e9, s.RTTp99us, s.Err)
 			}
@@ -279,13 +284,32 @@ func runBench(ctx context.Context, o options) error {
 
 // measure runs one configuration once: start the consumer, add the rule,
 // transfer, round trips, remove the rule, stop the consumer.
-func measure(ctx context.Context, t *topology, pp *pingPongServer, c *config, o options, nq int) sample {
-	s := sample{Config: c.Name, Bypassed: -1, PolicyDrops: -1}
+func measure(ctx context.Context, t *topology, pp *pingPongServer, c *config, o options, nq, runN int) (s sample) {
+	s = sample{Config: c.Name, Run: runN, Bypassed: -1, PolicyDrops: -1}
 	fail := func(err error) sample { s.Err = err.Error(); return s }
 	p, cleanup, err := startConsumer(ctx, t, c, o, nq)
 	defer cleanup()
 	if err != nil {
 		return fail(err)
+	}
+	var capt *capture
+	if c.Name == "rstguard" && o.pcapDir != "" {
+		if capt, err = startCapture(t, o.pcapDir, "rstguard"); err != nil {
+			return fail(err)
+		}
+		defer func() {
+			capt.stop()
+			if s.PolicyDrops > 0 {
+				out := filepath.Join(o.pcapDir, fmt.Sprintf("rstguard-run%d.pcap", runN))
+				if err := capt.mergeTo(out); err != nil {
+					s.Err = strings.TrimSpace(s.Err + " pcap: " + err.Error())
+				} else {
+					s.Pcap = out
+				}
+			} else {
+				capt.remove()
+			}
+		}()
 	}
 	var q0, q1, q2 queueSnap
 	var cpu0, cpu1, user0, user1 time.Duration
@@ -713,6 +737,9 @@ func report(o options, configs []*config, samples []sample, pooled map[string][]
 			for _, smp := range samples {
 				if smp.Config == s.Config && smp.DropLog != "" {
 					fmt.Printf("  run %d log:\n    %s\n", smp.Run, strings.ReplaceAll(smp.DropLog, "\n", "\n    "))
+					if smp.Pcap != "" {
+						fmt.Printf("  run %d capture (before the guard): %s\n", smp.Run, smp.Pcap)
+					}
 				}
 			}
 		}
