@@ -30,11 +30,15 @@ type Stats struct {
 // slot. Each index entry packs 32 bits of hash (to skip most key compares)
 // with slot+1. Deletion shifts entries back instead of leaving tombstones.
 //
-// Every flow sits on the LRU list of its state, most recently seen first.
+// Every flow sits on the LRU list of its state, most recently moved first.
 // Within one state the timeout is the same for all, so each list's tail is
-// the next flow of that state to expire: expiry is exact and O(1), checked
-// on lookup and by Reap, which the engine calls with a small budget per
-// packet (amortised reaping, no timer goroutine).
+// the next flow of that state to expire: expiry is O(1), checked exactly on
+// lookup and by Reap, which the engine calls with a small budget per packet
+// (amortised reaping, no timer goroutine). A packet moves its flow to the
+// head only if the flow was last moved more than touchEvery ago: moving
+// touches three flows (neighbours and head), which are cache misses in a
+// large table. Reap puts a tail that was seen since it was moved back at
+// the head, so the lists stay ordered to within touchEvery.
 type Table struct {
 	cfg   Config
 	tmo   [NumStates]int64 // per-state timeouts, ns
@@ -182,7 +186,7 @@ func (t *Table) Insert(k *Key, st State, now int64) (slot uint32, ok bool) {
 		t.used++
 	}
 	f := t.Flow(s)
-	*f = Flow{Key: *k, State: st, lastSeen: now}
+	*f = Flow{Key: *k, State: st, lastSeen: now, movedAt: now}
 	t.place(k.hash(t.seed)>>32<<32 | uint64(s+1))
 	t.count++
 	t.pushHead(s, st)
@@ -237,10 +241,19 @@ func (t *Table) oldestOf(now int64, lo, hi State) (uint32, bool) {
 func (t *Table) Reap(now int64, budget int) int {
 	n := 0
 	for st := StateSynSent; st < NumStates && n < budget; st++ {
-		for n < budget && t.tails[st] != 0 {
+		for refreshed := 0; n < budget && t.tails[st] != 0; {
 			s := t.tails[st] - 1
-			if now-t.Flow(s).lastSeen <= t.tmo[st] {
-				break
+			f := t.Flow(s)
+			if now-f.lastSeen <= t.tmo[st] {
+				if now-f.movedAt <= t.tmo[st] || refreshed >= budget {
+					break
+				}
+				// Seen since it was last moved: back to the head.
+				refreshed++
+				t.unlink(s, st)
+				f.movedAt = f.lastSeen
+				t.pushHead(s, st)
+				continue
 			}
 			t.stats.Expired.Add(1)
 			t.delete(s)
@@ -256,9 +269,10 @@ func (t *Table) Touch(s uint32, st State, now int64) {
 	f := t.Flow(s)
 	old := f.State
 	f.lastSeen = now
-	if old == st && t.heads[st] == s+1 {
+	if old == st && (now-f.movedAt < touchEvery || t.heads[st] == s+1) {
 		return
 	}
+	f.movedAt = now
 	t.unlink(s, old)
 	if old != st {
 		t.stats.Flows[old].Add(-1)
@@ -267,6 +281,10 @@ func (t *Table) Touch(s uint32, st State, now int64) {
 	}
 	t.pushHead(s, st)
 }
+
+// touchEvery is how stale a flow's place in its LRU list may get before a
+// packet moves it to the head.
+const touchEvery = int64(time.Second)
 
 // Delete removes slot s's flow.
 func (t *Table) Delete(s uint32) { t.delete(s) }
