@@ -236,6 +236,24 @@ func TestRSTRules(t *testing.T) {
 			rst:  func(c *conv) seg { return seg{flags: packet.RST, seq: c.sNxt + 10} },
 			want: ReasonRSTOutOfWindow, state: conntrack.StateClosed,
 		},
+		{
+			name: "closed, the other side's reset at its exact SND.NXT", clause: "SPEC 4 row closed (deviation: exact positions, RFC 5961 3.2)",
+			setup: func(c *conv) {
+				established(c)
+				c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt}), ReasonRSTValid, "first RST")
+			}, client: true,
+			rst:  func(c *conv) seg { return seg{flags: packet.RST | packet.ACK, seq: c.cNxt, ack: c.sNxt} },
+			want: ReasonRSTValid, state: conntrack.StateClosed,
+		},
+		{
+			name: "closed, after a refused SYN only the same reset", clause: "SPEC 4 row closed",
+			setup: func(c *conv) {
+				c.must(c.fromClient(seg{flags: packet.SYN, seq: cISN, win: 64240}), ReasonTracked, "SYN")
+				c.must(c.fromServer(seg{flags: packet.RST | packet.ACK, ack: cISN + 1}), ReasonRSTValid, "refusal")
+			}, client: false,
+			rst:  func(c *conv) seg { return seg{flags: packet.RST | packet.ACK, seq: 1, ack: cISN + 1} },
+			want: ReasonRSTOutOfWindow, state: conntrack.StateClosed,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
