@@ -10,11 +10,11 @@ GO        ?= go
 BIN       ?= bin/rstguard
 FUZZTIME  ?= 20s
 # Debian packages the lab and the tests use (tool -> package).
-DEPS      := ip:iproute2 iptables:iptables ip6tables:iptables nft:nftables \
-             iperf3:iperf3 tcpdump:tcpdump promtool:prometheus \
-             systemd-analyze:systemd
+DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
+             nft:nftables sysctl:procps iperf3:iperf3 tcpdump:tcpdump \
+             promtool:prometheus systemd-analyze:systemd
 
-.PHONY: all build deps lab test unit fuzz e2e vet fmt-check install bench bench-gateway clean
+.PHONY: all build deps lab test unit fuzz vet fmt-check install bench bench-gateway clean
 
 all: build
 
@@ -49,11 +49,15 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSeqnum$$' -fuzztime $(FUZZTIME) ./seqnum
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./packet
+	$(GO) test -run '^$$' -fuzz '^FuzzBytes$$' -fuzztime $(FUZZTIME) ./packet/packettest
 	$(GO) test -run '^$$' -fuzz '^FuzzEngine$$' -fuzztime $(FUZZTIME) ./policy
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
+	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./replay
 
 # The whole suite: with RSTGUARD_E2E=1 the end-to-end tests must run (a
 # missing privilege or tool fails them instead of skipping).
-test: deps fmt-check vet
+test: deps fmt-check vet build
+	./$(BIN) check-config config.example.toml
 	RSTGUARD_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
 

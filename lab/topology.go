@@ -47,7 +47,7 @@
 //	t, err := lab.NewTopology(ctx, lab.TopologyOptions{Prefix: "rgl-"})
 //	if err != nil { ... }
 //	defer t.Close()
-//	t.InstallQueueRule("0", true)            // FORWARD -p tcp -> NFQUEUE 0, bypass (v4 and v6)
+//	t.InstallQueueRule("0", true)            // mangle FORWARD -p tcp -> NFQUEUE 0, bypass (v4 and v6)
 //	d, err := t.StartDaemon(bin, cfgPath)    // rstguard run --config cfgPath in the gateway
 //	err = t.WaitReady(ctx)                   // /readyz on 127.0.0.1:9813 answers 200
 //	err = t.Do(lab.Client, func() error {    // Go code with the client's network stack
@@ -537,8 +537,10 @@ func (t *Topology) WaitReady(ctx context.Context) error {
 	}
 }
 
-// InstallQueueRule appends the NFQUEUE rule to the gateway's FORWARD chain,
-// for IPv4 and IPv6, as SPEC section 1 shows it: queues is "N" (one queue)
+// InstallQueueRule appends the NFQUEUE rule to the gateway's mangle FORWARD
+// chain, for IPv4 and IPv6, as deploy/iptables.rules installs it (mangle, so
+// that an accept verdict still goes through the filter table's FORWARD
+// rules): queues is "N" (one queue)
 // or "N:M" (--queue-balance); bypass adds --queue-bypass (traffic flows
 // while no daemon is bound).
 func (t *Topology) InstallQueueRule(queues string, bypass bool) error {
@@ -552,9 +554,9 @@ func (t *Topology) InstallQueueRule(queues string, bypass bool) error {
 		return errors.New("the NFQUEUE rule is already installed; RemoveQueueRule first")
 	}
 	for i, ipt := range []string{"iptables", "ip6tables"} {
-		if _, err := t.Exec(Gateway, ipt, append([]string{"-A", "FORWARD"}, args...)...); err != nil {
+		if _, err := t.Exec(Gateway, ipt, append([]string{"-t", "mangle", "-A", "FORWARD"}, args...)...); err != nil {
 			if i > 0 {
-				t.Exec(Gateway, "iptables", append([]string{"-D", "FORWARD"}, args...)...)
+				t.Exec(Gateway, "iptables", append([]string{"-t", "mangle", "-D", "FORWARD"}, args...)...)
 			}
 			return err
 		}
@@ -573,7 +575,7 @@ func (t *Topology) RemoveQueueRule() error {
 	}
 	var errs []error
 	for _, ipt := range []string{"iptables", "ip6tables"} {
-		if _, err := t.Exec(Gateway, ipt, append([]string{"-D", "FORWARD"}, t.queued...)...); err != nil {
+		if _, err := t.Exec(Gateway, ipt, append([]string{"-t", "mangle", "-D", "FORWARD"}, t.queued...)...); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -126,7 +126,7 @@ func TestTopologyForwards(t *testing.T) {
 	if err := topo.RemoveQueueRule(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := topo.Exec(Gateway, "iptables", "-S", "FORWARD")
+	out, err := topo.Exec(Gateway, "iptables", "-t", "mangle", "-S", "FORWARD")
 	if err != nil || strings.Contains(out, "NFQUEUE") {
 		t.Errorf("after RemoveQueueRule: %q, %v", out, err)
 	}

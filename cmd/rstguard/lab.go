@@ -147,7 +147,7 @@ reached the victim. Needs root.`)
 		fmt.Fprintf(os.Stderr, `
 The topology stays up (--keep). Explore it:
   ip netns exec %[1]sclient bash                      # a shell on the client (192.0.2.2, 2001:db8:1::2)
-  ip netns exec %[1]sgateway iptables -L FORWARD -v -n # the NFQUEUE rule (bypass: traffic flows with no guard)
+  ip netns exec %[1]sgateway iptables -t mangle -L FORWARD -v -n # the NFQUEUE rule (bypass: traffic flows with no guard)
   ip netns exec %[1]sgateway %[2]s run --config %[3]s  # run the guard inline again
   ip netns exec %[1]sclient iptables -L INPUT -v -n   # the victim's count of forged packets (TTL %[4]d)
 Tear it down:
