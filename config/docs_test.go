@@ -215,3 +215,37 @@ func diffFields(a, b reflect.Value, path []string) []string {
 	}
 	return nil
 }
+
+// TestREADMEDocumentsEveryKey: the README's configuration reference has a
+// row for every key of config.example.toml.
+func TestREADMEDocumentsEveryKey(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := ""
+	n := 0
+	for _, line := range strings.Split(string(example), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "# "))
+		if m := regexp.MustCompile(`^\[([a-z.]+)\]$`).FindStringSubmatch(line); m != nil {
+			section = m[1]
+			continue
+		}
+		m := regexp.MustCompile(`^([a-z_]+) = `).FindStringSubmatch(line)
+		if m == nil || section == "" {
+			continue
+		}
+		n++
+		row := "| `[" + section + "] " + m[1] + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md has no configuration row %s", row)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("found only %d keys in %s", n, examplePath)
+	}
+}
