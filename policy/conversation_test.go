@@ -204,3 +204,25 @@ func TestReconfigureKeepsFlows(t *testing.T) {
 	}
 	c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt + 10}), ReasonRSTNotExact, "inexact RST after reload")
 }
+
+// TestResetIgnoredByEndpointRevivesFlow: in window mode the guard passes an
+// in-window reset that a RFC 5961 endpoint answers with a challenge ACK
+// and ignores (RFC 5961 3.2). New data afterwards revives the flow, so
+// the endpoints' real reset later is judged against the real windows.
+func TestResetIgnoredByEndpointRevivesFlow(t *testing.T) {
+	c := newConv(t, DefaultConfig())
+	c.handshake(cISN, sISN, 502, 509, 7, 7)
+	c.must(c.data(true, 1000, 502), ReasonTracked, "data")
+	c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt + 3000}), ReasonRSTValid, "in-window forged RST")
+	if st := c.state(); st != conntrack.StateClosed {
+		t.Fatalf("state %s, want closed", st)
+	}
+	// The client ignored it: the conversation goes on.
+	c.must(c.data(false, 100000, 509), ReasonTracked, "server data after the reset")
+	if st := c.state(); st != conntrack.StateEstablished {
+		t.Fatalf("state %s after new data, want established (revived)", st)
+	}
+	c.must(c.data(true, 10, 502), ReasonTracked, "client data")
+	c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt + 1<<30}), ReasonRSTOutOfWindow, "forged RST after revival")
+	c.must(c.fromServer(seg{flags: packet.RST | packet.ACK, seq: c.sNxt, ack: c.cNxt}), ReasonRSTValid, "genuine RST at the new position")
+}

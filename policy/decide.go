@@ -376,6 +376,18 @@ func (e *Engine) handleSegment(f *conntrack.Flow, slot uint32, d conntrack.Dir, 
 	st := f.State
 	if st == conntrack.StateClosed {
 		// The connection was reset; stragglers pass and change nothing.
+		// But new data in the window after the reset proves the endpoint
+		// did not honour it (a RFC 5961 host answers an inexact reset with
+		// a challenge ACK and goes on): the flow is revived, so that its
+		// later resets are judged against its real windows, not against
+		// the ones frozen at the reset.
+		ok, _ := f.InWindow(p, d)
+		if ok && p.PayloadLen > 0 && f.Peers[d].End.LessThan(p.Seq.Add(p.SegLen())) &&
+			f.Peers[d].Flags&f.Peers[d^1].Flags&conntrack.PeerACK != 0 {
+			f.Update(p, d)
+			e.table.Touch(slot, f.ClosingState(), now)
+			return ReasonTracked
+		}
 		e.table.Touch(slot, st, now)
 		return ReasonTracked
 	}

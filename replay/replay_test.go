@@ -338,12 +338,29 @@ func TestForgedResets(t *testing.T) {
 		}
 		// rst_mode "window" accepts any reset in the window: the blind
 		// attack that guesses a number inside it succeeds (that is what
-		// rst_mode "exact" is for). The connection then looks closed.
+		// rst_mode "exact" is for). The connection looks closed until
+		// new data shows that Linux ignored the reset (RFC 5961 challenge
+		// ACK): the first data segment after it revives the flow, and the
+		// rest of the conversation is tracked as established again.
 		want(t, "forged RST inside the window", f[2], policy.Accept, policy.ReasonRSTValid, conntrack.StateEstablished)
+		revived := false
 		for _, x := range tcp {
-			if x.Index > f[2].Index && x.State != conntrack.StateClosed {
-				t.Errorf("frame %d: after the accepted reset the flow is %s, want closed", x.Index, x.State)
+			if x.Index <= f[2].Index {
+				continue
 			}
+			if !revived {
+				if x.State != conntrack.StateClosed {
+					t.Errorf("frame %d: right after the accepted reset the flow is %s, want closed", x.Index, x.State)
+				}
+				revived = x.Len > 0
+				continue
+			}
+			if x.State == conntrack.StateClosed || x.State == conntrack.StateNone {
+				t.Errorf("frame %d: after new data the flow is %s, want it revived", x.Index, x.State)
+			}
+		}
+		if !revived {
+			t.Errorf("no data after the accepted reset: the capture does not exercise the revival")
 		}
 		for _, x := range fs {
 			if x.Index != f[0].Index && x.Index != f[1].Index && x.Verdict != policy.Accept {
