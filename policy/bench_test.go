@@ -160,3 +160,42 @@ func BenchmarkEstablishedDataSpread(b *testing.B) {
 		}
 	}
 }
+
+// TestIPv6ExtensionHeadersConversation drives a whole IPv6 connection as
+// bytes through Process, every segment carrying hop-by-hop and
+// destination-options headers (RFC 8200 4), with sequence numbers across
+// 2^32: handshake, data both ways, a forged reset dropped, the real one
+// accepted.
+func TestIPv6ExtensionHeadersConversation(t *testing.T) {
+	e := NewEngine(DefaultConfig(), conntrack.DefaultConfig())
+	cli := netip.MustParseAddrPort("[2001:db8:1::10]:40000")
+	srv := netip.MustParseAddrPort("[2001:db8:2::20]:443")
+	first, chain := packettest.Chain(packettest.PadN(packettest.HopByHop, 1), packettest.PadN(packettest.DestOpts, 2))
+	now := int64(1e9)
+	step := func(p packettest.TCP, want Reason) {
+		t.Helper()
+		p.IPv6Ext, p.IPv6ExtType = chain, first
+		now += 1e6
+		if _, r := e.Process(p.Bytes(), 0, now); r != want {
+			t.Fatalf("%s seq %d: got %s, want %s", p.Flags, p.Seq, r, want)
+		}
+	}
+	ws := packettest.Options(packettest.MSS(1440), packettest.WScale(7), packettest.SACKPerm())
+	c, s := cISN, sISN
+	step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Flags: packet.SYN, Window: 64800, Options: ws}, ReasonTracked)
+	step(packettest.TCP{Src: srv, Dst: cli, Seq: s, Ack: c + 1, Flags: packet.SYN | packet.ACK, Window: 64800, Options: ws}, ReasonTracked)
+	c, s = c+1, s+1
+	step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK, Window: 507}, ReasonTracked)
+	for i := 0; i < 20; i++ {
+		step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK | packet.PSH, Window: 507, Payload: make([]byte, 1200)}, ReasonTracked)
+		c += 1200
+		step(packettest.TCP{Src: srv, Dst: cli, Seq: s, Ack: c, Flags: packet.ACK | packet.PSH, Window: 507, Payload: make([]byte, 1200)}, ReasonTracked)
+		s += 1200
+	}
+	if c > cISN || s > sISN {
+		t.Fatalf("sequence numbers did not cross 2^32")
+	}
+	step(packettest.TCP{Src: srv, Dst: cli, Seq: s + 1<<31, Flags: packet.RST}, ReasonRSTOutOfWindow)
+	step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK, Window: 507}, ReasonTracked)
+	step(packettest.TCP{Src: srv, Dst: cli, Seq: s, Ack: c, Flags: packet.RST | packet.ACK}, ReasonRSTValid)
+}
