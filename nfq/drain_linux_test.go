@@ -55,8 +55,17 @@ func TestDrainOnStop(t *testing.T) {
 		drainChild(t)
 		return
 	}
+	runInQueueNetns(t, "drain", "TestDrainOnStop", "RGD_DRAIN_CHILD")
+}
+
+// runInQueueNetns creates a network namespace (rgd-PID-suffix) whose OUTPUT
+// chain queues UDP to drainPort on drainQueue with bypass, reruns the test
+// named test inside it with env=1 set (so /proc/net and every socket belong
+// to that namespace), and fails unless that child run passes.
+func runInQueueNetns(t *testing.T, suffix, test, env string) {
+	t.Helper()
 	requireRoot(t, "ip", "iptables")
-	ns := fmt.Sprintf("rgd-%d-drain", os.Getpid())
+	ns := fmt.Sprintf("rgd-%d-%s", os.Getpid(), suffix)
 	sh := func(args ...string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -73,15 +82,12 @@ func TestDrainOnStop(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestDrainOnStop$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "RGD_DRAIN_CHILD=1")
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, os.Args[0], "-test.run=^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), env+"=1")
 	out, err := cmd.CombinedOutput()
 	t.Logf("child:\n%s", out)
-	if err != nil {
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+test) {
 		t.Fatalf("child failed: %v", err)
-	}
-	if !strings.Contains(string(out), "--- PASS: TestDrainOnStop") {
-		t.Fatal("child did not pass")
 	}
 }
 

@@ -2,13 +2,9 @@ package nfq
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,30 +20,7 @@ func TestRebindAfterSocketFailure(t *testing.T) {
 		rebindChild(t)
 		return
 	}
-	requireRoot(t, "ip", "iptables")
-	ns := fmt.Sprintf("rgd-%d-rebind", os.Getpid())
-	sh := func(args ...string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	sh("ip", "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	sh("ip", "-n", ns, "link", "set", "lo", "up")
-	sh("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-p", "udp", "--dport", strconv.Itoa(drainPort),
-		"-j", "NFQUEUE", "--queue-num", strconv.Itoa(drainQueue), "--queue-bypass")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestRebindAfterSocketFailure$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "RGD_REBIND_CHILD=1")
-	out, err := cmd.CombinedOutput()
-	t.Logf("child:\n%s", out)
-	if err != nil || !strings.Contains(string(out), "--- PASS: TestRebindAfterSocketFailure") {
-		t.Fatalf("child failed: %v", err)
-	}
+	runInQueueNetns(t, "rebind", "TestRebindAfterSocketFailure", "RGD_REBIND_CHILD")
 }
 
 func rebindChild(t *testing.T) {
