@@ -1,0 +1,14 @@
+package conntrack
+
+import (
+	"testing"
+
+	"github.com/rstguard/rstguard/internal/inlinetest"
+)
+
+// TestInlining keeps the key-building and lookup helpers inlinable.
+func TestInlining(t *testing.T) {
+	inlinetest.Check(t, "github.com/rstguard/rstguard/conntrack",
+		"less", "mix", "(*Flow).DirOf", "(*Table).Flow", "Window.Contains",
+		"scaledWin", "State.Synchronized")
+}
