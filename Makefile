@@ -18,8 +18,11 @@ DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
 
 all: build
 
+# Stamp the version from git when building in a checkout.
+BUILDVCS  := $(if $(wildcard .git),-buildvcs=true,)
+
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/rstguard
+	$(GO) build -trimpath $(BUILDVCS) -o $(BIN) ./cmd/rstguard
 
 # deps installs what is missing (needs root and apt; a no-op when all is there).
 deps:
