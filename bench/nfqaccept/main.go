@@ -45,7 +45,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +53,8 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/rstguard/rstguard/config"
 )
 
 type options struct {
@@ -121,26 +122,15 @@ func main() {
 	}
 }
 
+// parseQueues reads a comma-separated list of queues and ranges ("0:1,4").
 func parseQueues(s string) ([]uint16, error) {
 	var out []uint16
 	for _, part := range strings.Split(s, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), ":")
-		a, err := strconv.ParseUint(lo, 10, 16)
+		qs, err := config.ParseQueueRange(part)
 		if err != nil {
 			return nil, err
 		}
-		b := a
-		if isRange {
-			if b, err = strconv.ParseUint(hi, 10, 16); err != nil {
-				return nil, err
-			}
-		}
-		if b < a || b-a > 63 {
-			return nil, errors.New("range must be ascending and at most 64 queues")
-		}
-		for q := a; q <= b; q++ {
-			out = append(out, uint16(q))
-		}
+		out = append(out, qs...)
 	}
 	return out, nil
 }

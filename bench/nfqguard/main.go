@@ -15,19 +15,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/rstguard/rstguard/config"
 	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
@@ -41,7 +39,7 @@ func main() {
 	rcvbuf := flag.Int("rcvbuf", 4<<20, "socket receive buffer in bytes")
 	verbose := flag.Bool("v", false, "log the workers' lines (debug level) to standard error")
 	flag.Parse()
-	qs, err := parseQueues(*queues)
+	qs, err := config.ParseQueueRange(*queues)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nfqguard: -queues %q: %v\n", *queues, err)
 		os.Exit(2)
@@ -54,28 +52,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "nfqguard:", err)
 		os.Exit(1)
 	}
-}
-
-func parseQueues(s string) ([]uint16, error) {
-	lo, hi, isRange := strings.Cut(s, ":")
-	a, err := strconv.ParseUint(lo, 10, 16)
-	if err != nil {
-		return nil, err
-	}
-	b := a
-	if isRange {
-		if b, err = strconv.ParseUint(hi, 10, 16); err != nil {
-			return nil, err
-		}
-	}
-	if b < a || b-a > 63 {
-		return nil, errors.New("want N or N:M, M >= N, at most 64 queues")
-	}
-	var out []uint16
-	for q := a; q <= b; q++ {
-		out = append(out, uint16(q))
-	}
-	return out, nil
 }
 
 func run(qs []uint16, cpuprofile string, maxFlows int, copyRange uint32, rcvbuf int, logger *slog.Logger) error {
