@@ -91,6 +91,27 @@ func runInQueueNetns(t *testing.T, suffix, test, env string) {
 	}
 }
 
+// startWorker runs a worker with a default engine on cfg's queue and waits
+// until the queue is bound. stop cancels it; runErr receives Run's result.
+func startWorker(t *testing.T, cfg Config, opts Options) (w *Worker, stop func(), runErr chan error) {
+	t.Helper()
+	w = New(cfg, policy.NewEngine(policy.DefaultConfig(), conntrack.DefaultConfig()), opts)
+	ctx, stop := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	runErr = make(chan error, 1)
+	go func() { runErr <- w.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-runErr:
+		stop()
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		stop()
+		t.Fatal("queue not bound within 5 s")
+	}
+	return w, stop, runErr
+}
+
 func drainChild(t *testing.T) {
 	rc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: drainPort})
 	if err != nil {
@@ -115,21 +136,9 @@ func drainChild(t *testing.T) {
 		}
 	}()
 
-	e := policy.NewEngine(policy.DefaultConfig(), conntrack.DefaultConfig())
-	w := New(Config{Queue: drainQueue, FailOpen: true, GSO: true, MaxQueueLen: 8192, CopyRange: 128},
-		e, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
-	ctx, stop := context.WithCancel(context.Background())
+	w, stop, runErr := startWorker(t, Config{Queue: drainQueue, FailOpen: true, GSO: true, MaxQueueLen: 8192, CopyRange: 128},
+		Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	defer stop()
-	ready := make(chan struct{})
-	runErr := make(chan error, 1)
-	go func() { runErr <- w.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-runErr:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("queue not bound within 5 s")
-	}
 
 	sc, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: drainPort})
 	if err != nil {

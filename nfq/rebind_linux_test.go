@@ -1,15 +1,11 @@
 package nfq
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"os"
 	"testing"
 	"time"
-
-	"github.com/rstguard/rstguard/conntrack"
-	"github.com/rstguard/rstguard/policy"
 )
 
 // TestRebindAfterSocketFailure: when the netlink socket fails under the
@@ -24,21 +20,9 @@ func TestRebindAfterSocketFailure(t *testing.T) {
 }
 
 func rebindChild(t *testing.T) {
-	e := policy.NewEngine(policy.DefaultConfig(), conntrack.DefaultConfig())
-	w := New(Config{Queue: drainQueue, FailOpen: true, CopyRange: 128}, e,
+	w, stop, runErr := startWorker(t, Config{Queue: drainQueue, FailOpen: true, CopyRange: 128},
 		Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), LogRate: 100, LogBurst: 100})
-	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	ready := make(chan struct{})
-	runErr := make(chan error, 1)
-	go func() { runErr <- w.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-runErr:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
-		t.Fatal("queue not bound within 5 s")
-	}
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
