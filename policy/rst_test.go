@@ -32,6 +32,18 @@ func TestRSTRules(t *testing.T) {
 		c.data(false, 3000, 509)
 		c.data(true, 200, 502) // acknowledges the server's data
 	}
+	// The client's FIN, acknowledged: the server is in CLOSE-WAIT.
+	clientFINAcked := func(c *conv) {
+		established(c)
+		c.must(c.fromClient(seg{flags: packet.FIN | packet.ACK, seq: c.cNxt, ack: c.sNxt, win: 502}), ReasonTracked, "FIN")
+		c.cNxt++
+		c.must(c.fromServer(seg{flags: packet.ACK, seq: c.sNxt, ack: c.cNxt, win: 509}), ReasonTracked, "ACK of FIN")
+	}
+	// The server reset the established flow at its SND.NXT.
+	closedByServer := func(c *conv) {
+		established(c)
+		c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt}), ReasonRSTValid, "first RST")
+	}
 	exact := Config{RSTMode: RSTModeExact}
 
 	tests := []struct {
@@ -198,50 +210,31 @@ func TestRSTRules(t *testing.T) {
 		},
 		{
 			name: "exact mode, RCV.NXT-1 after the receiver got a FIN", clause: "RFC 5961 3.2 as Linux tcp_reset_check (CLOSE-WAIT)",
-			cfg: exact, setup: func(c *conv) {
-				established(c)
-				c.must(c.fromClient(seg{flags: packet.FIN | packet.ACK, seq: c.cNxt, ack: c.sNxt, win: 502}), ReasonTracked, "FIN")
-				c.cNxt++
-				c.must(c.fromServer(seg{flags: packet.ACK, seq: c.sNxt, ack: c.cNxt, win: 509}), ReasonTracked, "ACK of FIN")
-			}, client: true,
+			cfg: exact, setup: clientFINAcked, client: true,
 			rst:  func(c *conv) seg { return seg{flags: packet.RST, seq: c.cNxt - 1} },
 			want: ReasonRSTValid, state: conntrack.StateClosed,
 		},
 		{
 			name: "window mode, RCV.NXT-1 after the receiver got a FIN", clause: "RFC 9293 3.10.7.4 as Linux tcp_reset_check (CLOSE-WAIT, LAST-ACK, CLOSING)",
-			setup: func(c *conv) {
-				established(c)
-				c.must(c.fromClient(seg{flags: packet.FIN | packet.ACK, seq: c.cNxt, ack: c.sNxt, win: 502}), ReasonTracked, "FIN")
-				c.cNxt++
-				c.must(c.fromServer(seg{flags: packet.ACK, seq: c.sNxt, ack: c.cNxt, win: 509}), ReasonTracked, "ACK of FIN")
-			}, client: true,
+			setup: clientFINAcked, client: true,
 			rst:  func(c *conv) seg { return seg{flags: packet.RST, seq: c.cNxt - 1} },
 			want: ReasonRSTValid, state: conntrack.StateClosed,
 		},
 		{
 			name: "closed, retransmitted reset", clause: "SPEC 4 row closed",
-			setup: func(c *conv) {
-				established(c)
-				c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt}), ReasonRSTValid, "first RST")
-			}, client: false,
+			setup: closedByServer, client: false,
 			rst:  func(c *conv) seg { return seg{flags: packet.RST, seq: c.sNxt} },
 			want: ReasonRSTValid, state: conntrack.StateClosed,
 		},
 		{
 			name: "closed, another reset", clause: "SPEC 4 row closed",
-			setup: func(c *conv) {
-				established(c)
-				c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt}), ReasonRSTValid, "first RST")
-			}, client: false,
+			setup: closedByServer, client: false,
 			rst:  func(c *conv) seg { return seg{flags: packet.RST, seq: c.sNxt + 10} },
 			want: ReasonRSTOutOfWindow, state: conntrack.StateClosed,
 		},
 		{
 			name: "closed, the other side's reset at its exact SND.NXT", clause: "SPEC 4 row closed (deviation: exact positions, RFC 5961 3.2)",
-			setup: func(c *conv) {
-				established(c)
-				c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt}), ReasonRSTValid, "first RST")
-			}, client: true,
+			setup: closedByServer, client: true,
 			rst:  func(c *conv) seg { return seg{flags: packet.RST | packet.ACK, seq: c.cNxt, ack: c.sNxt} },
 			want: ReasonRSTValid, state: conntrack.StateClosed,
 		},
