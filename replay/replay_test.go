@@ -681,33 +681,49 @@ func TestShortFrames(t *testing.T) {
 	}
 }
 
-// TestGolden pins the JSON lines of one small capture (SPEC section 8 is a
-// format tools depend on). go test ./replay -run Golden -update rewrites it.
+// TestGolden pins the JSON lines of every capture under testdata/ in both
+// reset modes (SPEC section 8 is a format tools depend on, and a refactor of
+// the engine must not change a single verdict, reason or state).
+// go test ./replay -run Golden -update rewrites them.
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"refused.pcap", "abort.pcap", "forged.pcapng"} {
-		t.Run(name, func(t *testing.T) {
-			var out []byte
-			eng := newEngine(policy.DefaultConfig())
-			if _, err := Run(bytes.NewReader(readFile(t, name)), eng, func(f Frame) {
-				out = f.AppendJSON(out)
-				out = append(out, '\n')
-			}); err != nil {
-				t.Fatal(err)
-			}
-			golden := filepath.Join("testdata", strings.TrimSuffix(name, filepath.Ext(name))+".golden")
-			if *update {
-				if err := os.WriteFile(golden, out, 0o644); err != nil {
+	modes := []struct {
+		suffix string
+		cfg    policy.Config
+	}{
+		{"", policy.DefaultConfig()},
+		{".exact", policy.Config{RSTMode: policy.RSTModeExact}},
+	}
+	names, err := filepath.Glob(filepath.Join("testdata", "*.pcap*"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no captures under testdata: %v", err)
+	}
+	for _, path := range names {
+		name := filepath.Base(path)
+		for _, m := range modes {
+			t.Run(name+m.suffix, func(t *testing.T) {
+				var out []byte
+				eng := newEngine(m.cfg)
+				if _, err := Run(bytes.NewReader(readFile(t, name)), eng, func(f Frame) {
+					out = f.AppendJSON(out)
+					out = append(out, '\n')
+				}); err != nil {
 					t.Fatal(err)
 				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./replay -run Golden -update)", err)
-			}
-			if !bytes.Equal(out, want) {
-				t.Errorf("JSON lines differ from %s:\n got:\n%s\nwant:\n%s", golden, out, want)
-			}
-		})
+				golden := filepath.Join("testdata", strings.TrimSuffix(name, filepath.Ext(name))+m.suffix+".golden")
+				if *update {
+					if err := os.WriteFile(golden, out, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run go test ./replay -run Golden -update)", err)
+				}
+				if !bytes.Equal(out, want) {
+					t.Errorf("JSON lines differ from %s:\n got:\n%s\nwant:\n%s", golden, out, want)
+				}
+			})
+		}
 	}
 }
 
