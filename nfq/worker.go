@@ -582,24 +582,25 @@ func moreWaiting(fd int) bool {
 	return errno == 0 && int(n) > 0
 }
 
-// handle is the per-packet path up to the verdict: engine decision,
+// handle is the per-packet path up to the verdict: decode, engine decision,
 // latency, counters, marks and (rate-limited) log lines. It does not
 // allocate unless it logs.
 func (w *Worker) handle(payload []byte, wireLen int) (verdict int, mark uint32, hasMark bool) {
 	start := w.now()
 	w.busySince.Store(start)
 	w.stats.Packets.Add(1)
-	v, r, ok := w.process(payload, wireLen, start)
+	var p packet.Parsed
+	d, ok := w.process(payload, wireLen, start, &p)
 	end := w.now()
 	w.busySince.Store(0)
 	w.stats.Latency.Observe(end - start)
 	if !ok {
 		return nfqueue.NfAccept, 0, false
 	}
-	if r == policy.ReasonRSTAnswersReservedSYN || v == policy.Drop {
-		w.logDecision(payload, wireLen, v, r, end)
+	if d.Reason == policy.ReasonRSTAnswersReservedSYN || d.Verdict == policy.Drop {
+		w.logDecision(&p, &d, end)
 	}
-	if v == policy.Drop {
+	if d.Verdict == policy.Drop {
 		if m := w.markDrop.Load(); m != 0 {
 			w.stats.MarkedDrops.Add(1)
 			return nfqueue.NfAccept, uint32(m), true
@@ -612,29 +613,36 @@ func (w *Worker) handle(payload []byte, wireLen int) (verdict int, mark uint32, 
 	return nfqueue.NfAccept, 0, false
 }
 
-// process runs the engine, recovering a panic: the packet is then accepted
-// (ok false), and the panic counted and logged.
-func (w *Worker) process(payload []byte, wireLen int, now int64) (v policy.Verdict, r policy.Reason, ok bool) {
+// process decodes the packet into p and runs the engine, recovering a
+// panic: the packet is then accepted (ok false), and the panic counted and
+// logged.
+func (w *Worker) process(payload []byte, wireLen int, now int64, p *packet.Parsed) (d policy.Decision, ok bool) {
 	defer func() {
-		if p := recover(); p != nil {
+		if r := recover(); r != nil {
 			w.stats.Panics.Add(1)
 			w.logLimited(slog.LevelError, "recovered a panic while deciding a packet; accepted it",
-				"panic", fmt.Sprint(p), "packet_len", len(payload), "stack", string(debug.Stack()))
-			v, r, ok = policy.Accept, 0, false
+				"panic", fmt.Sprint(r), "packet_len", len(payload), "stack", string(debug.Stack()))
+			d, ok = policy.Decision{}, false
 		}
 	}()
-	v, r = w.engine.Process(payload, wireLen, now)
-	return v, r, true
+	packet.Decode(payload, wireLen, p)
+	return w.engine.Decide(p, now), true
+}
+
+// logLevel is the level of a decision's line: drops of malformed packets and
+// of out-of-window non-reset segments are routine (debug); dropped resets and
+// RFC 3360 violators are warnings.
+func logLevel(r policy.Reason) slog.Level {
+	if r == policy.ReasonMalformed || r == policy.ReasonOutOfWindow {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
 
 // logDecision writes the line for a dropped packet or a reset answering a
-// reserved-flag SYN. The packet is decoded again here, on this rare path,
-// so the hot path passes the payload straight to engine.Process.
-func (w *Worker) logDecision(payload []byte, wireLen int, v policy.Verdict, r policy.Reason, now int64) {
-	level := slog.LevelWarn
-	if v == policy.Drop && r == policy.ReasonMalformed || r == policy.ReasonOutOfWindow {
-		level = slog.LevelDebug
-	}
+// reserved-flag SYN, from the packet as decoded for the decision.
+func (w *Worker) logDecision(p *packet.Parsed, d *policy.Decision, now int64) {
+	level := logLevel(d.Reason)
 	if !w.log.Enabled(context.Background(), level) {
 		return
 	}
@@ -642,25 +650,23 @@ func (w *Worker) logDecision(payload []byte, wireLen int, v policy.Verdict, r po
 		w.stats.LogSuppressed.Add(1)
 		return
 	}
-	var p packet.Parsed
-	packet.Decode(payload, wireLen, &p)
-	d := w.engine.Detail()
 	attrs := []slog.Attr{
-		slog.String("reason", r.String()),
+		slog.String("reason", d.Reason.String()),
 		slog.String("state", d.State.String()),
 	}
 	if p.Kind == packet.KindTCP {
 		attrs = append(attrs,
 			slog.String("src", p.SrcAddrPort().String()),
 			slog.String("dst", p.DstAddrPort().String()),
-			slog.Uint64("seq", uint64(p.Seq)), slog.Uint64("ack", uint64(p.Ack)))
+			slog.Uint64("seq", uint64(p.Seq)), slog.Uint64("ack", uint64(p.Ack)),
+			slog.Uint64("ttl", uint64(p.TTL)))
 	}
 	if d.Checked {
 		attrs = append(attrs, slog.Uint64("window_lo", uint64(d.WinLo)), slog.Uint64("window_hi", uint64(d.WinHi)))
 	}
 	msg := "dropped packet"
 	switch {
-	case r == policy.ReasonRSTAnswersReservedSYN:
+	case d.Reason == policy.ReasonRSTAnswersReservedSYN:
 		// RFC 3360 2: a reset answering a SYN with ECN or reserved bits
 		// is the mark of a middlebox or host that rejects them.
 		msg = "reset answers a SYN that carried ECN or reserved bits (RFC 3360 violator upstream)"
@@ -669,7 +675,7 @@ func (w *Worker) logDecision(payload []byte, wireLen int, v policy.Verdict, r po
 	case p.Kind == packet.KindTCP && p.Flags&packet.RST != 0:
 		msg = "dropped reset"
 	}
-	if v == policy.Drop && w.markDrop.Load() != 0 {
+	if d.Verdict == policy.Drop && w.markDrop.Load() != 0 {
 		msg += " (accepted with the mark_drop mark instead)"
 	}
 	w.log.LogAttrs(context.Background(), level, msg, attrs...)

@@ -109,6 +109,11 @@ func decode4(b []byte, wire int, p *Parsed) {
 		p.Kind = KindTruncated
 		return
 	}
+	p.HaveIP, p.TTL = true, b[8]
+	p.Src[10], p.Src[11] = 0xff, 0xff
+	p.Dst[10], p.Dst[11] = 0xff, 0xff
+	copy(p.Src[12:], b[12:16])
+	copy(p.Dst[12:], b[16:20])
 	hl := int(b[0]&0x0f) * 4
 	n := int(binary.BigEndian.Uint16(b[2:4]))
 	if n == 0 {
@@ -120,10 +125,6 @@ func decode4(b []byte, wire int, p *Parsed) {
 	}
 	p.Proto = b[9]
 	p.IPHeaderLen = uint16(hl)
-	p.Src[10], p.Src[11] = 0xff, 0xff
-	p.Dst[10], p.Dst[11] = 0xff, 0xff
-	copy(p.Src[12:], b[12:16])
-	copy(p.Dst[12:], b[16:20])
 	if binary.BigEndian.Uint16(b[6:8])&0x1fff != 0 {
 		p.Kind = KindFragment // RFC 791: fragment offset, in 8-octet units
 		return
@@ -145,6 +146,9 @@ func decode6(b []byte, wire int, p *Parsed) {
 		p.Kind = KindTruncated
 		return
 	}
+	p.HaveIP, p.TTL = true, b[7]
+	copy(p.Src[:], b[8:24])
+	copy(p.Dst[:], b[24:40])
 	n := 40 + int(binary.BigEndian.Uint16(b[4:6]))
 	if n == 40 {
 		n = wire // RFC 2675 jumbogram, Linux BIG TCP (ipv6_payload_len)
@@ -153,8 +157,6 @@ func decode6(b []byte, wire int, p *Parsed) {
 		p.Kind = KindMalformed
 		return
 	}
-	copy(p.Src[:], b[8:24])
-	copy(p.Dst[:], b[24:40])
 	nh := b[6]
 	off := 40
 	for i := 0; ; i++ {

@@ -89,10 +89,17 @@ type Parsed struct {
 	// IPv6 extension headers, or for KindFragment the protocol the
 	// fragment belongs to. Valid iff IPHeaderLen != 0.
 	Proto uint8
+	// HaveIP is true when the fixed IP header (20 or 40 octets) was
+	// copied: TTL, Src and Dst are then valid, whatever the Kind (a log
+	// line or a replay record can name the hosts of a malformed packet).
+	HaveIP bool
+	// TTL is the IPv4 TTL or the IPv6 hop limit the packet arrived with.
+	// Valid iff HaveIP.
+	TTL uint8
 
 	// Src and Dst are the IP addresses; IPv4 addresses are stored in the
 	// IPv4-mapped IPv6 form (::ffff:a.b.c.d), as netip.Addr.As16 returns them.
-	// Valid iff the fixed IP header was complete and its lengths consistent.
+	// Valid iff HaveIP.
 	Src, Dst [16]byte
 	// Ports, Flags, Seq, Ack and Window are valid for KindTCP. For
 	// KindTruncated and KindMalformed they hold the fixed 20-octet TCP

@@ -11,7 +11,7 @@ import (
 
 // benchTable returns an engine tracking n established flows (client ports
 // 1..n towards one server) and the addresses of the last one. Every flow
-// goes through a real handshake as bytes through Process.
+// goes through a real handshake as bytes through Decode and Decide.
 func benchTable(tb testing.TB, n int) (*Engine, netip.Addr, netip.AddrPort, int64) {
 	tb.Helper()
 	tc := conntrack.DefaultConfig()
@@ -32,7 +32,7 @@ func benchTable(tb testing.TB, n int) (*Engine, netip.Addr, netip.AddrPort, int6
 			{Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK, Window: 502},
 		} {
 			now += 1000
-			if _, r := e.Process(pkt.Bytes(), 0, now); r != ReasonTracked {
+			if r := process(e, pkt.Bytes(), 0, now).Reason; r != ReasonTracked {
 				tb.Fatalf("handshake %d: %s", i, r)
 			}
 		}
@@ -65,7 +65,7 @@ func BenchmarkEstablishedData(b *testing.B) {
 		Payload: make([]byte, 1448),
 	}.Bytes()
 	hdr, wire := headers(pkt, 256)
-	if _, r := e.Process(hdr, wire, now); r != ReasonTracked {
+	if r := process(e, hdr, wire, now).Reason; r != ReasonTracked {
 		b.Fatalf("first data segment: %s", r)
 	}
 	b.ReportAllocs()
@@ -73,7 +73,7 @@ func BenchmarkEstablishedData(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// The same segment again: a retransmission is in window and
 		// takes the whole update path.
-		if v, _ := e.Process(hdr, wire, now); v != Accept {
+		if v := process(e, hdr, wire, now).Verdict; v != Accept {
 			b.Fatal("dropped")
 		}
 	}
@@ -96,13 +96,13 @@ func BenchmarkRSTValidation(b *testing.B) {
 		e.Reconfigure(Config{RSTMode: bc.mode}, e.Table().Config())
 		pkt := packettest.TCP{Src: srv, Dst: c, Seq: bc.seq, Flags: packet.RST}.Bytes()
 		b.Run(bc.name, func(b *testing.B) {
-			if _, r := e.Process(pkt, 0, now); r != bc.want {
+			if r := process(e, pkt, 0, now).Reason; r != bc.want {
 				b.Fatalf("got %s, want %s", r, bc.want)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				e.Process(pkt, 0, now)
+				process(e, pkt, 0, now)
 			}
 		})
 	}
@@ -128,9 +128,9 @@ func TestProcessNoAllocs(t *testing.T) {
 		{"tcp6 ACK", packettest.TCP{Src: v6c, Dst: v6s, Seq: 2, Ack: 1, Flags: packet.ACK}.Bytes()},
 		{"malformed", []byte{0x45, 0, 0, 20}},
 	} {
-		n := minAllocsPerRun(t, 200, func() { e.Process(tc.pkt, 0, now) })
+		n := minAllocsPerRun(t, 200, func() { process(e, tc.pkt, 0, now) })
 		if n != 0 {
-			t.Errorf("%s: %v allocs per Process, want 0", tc.name, n)
+			t.Errorf("%s: %v allocs per Decode+Decide, want 0", tc.name, n)
 		}
 	}
 }
@@ -155,14 +155,14 @@ func BenchmarkEstablishedDataSpread(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if v, _ := e.Process(pkts[i%n], 0, now); v != Accept {
+		if v := process(e, pkts[i%n], 0, now).Verdict; v != Accept {
 			b.Fatal("dropped")
 		}
 	}
 }
 
 // TestIPv6ExtensionHeadersConversation drives a whole IPv6 connection as
-// bytes through Process, every segment carrying hop-by-hop and
+// bytes through Decode and Decide, every segment carrying hop-by-hop and
 // destination-options headers (RFC 8200 4), with sequence numbers across
 // 2^32: handshake, data both ways, a forged reset dropped, the real one
 // accepted.
@@ -176,7 +176,7 @@ func TestIPv6ExtensionHeadersConversation(t *testing.T) {
 		t.Helper()
 		p.IPv6Ext, p.IPv6ExtType = chain, first
 		now += 1e6
-		if _, r := e.Process(p.Bytes(), 0, now); r != want {
+		if r := process(e, p.Bytes(), 0, now).Reason; r != want {
 			t.Fatalf("%s seq %d: got %s, want %s", p.Flags, p.Seq, r, want)
 		}
 	}

@@ -9,15 +9,14 @@ import (
 )
 
 // Engine decides packets for one shard of flows. One goroutine owns it
-// (Process, Decide, Detail, Table); Stats and Reconfigure are safe from any
-// goroutine.
+// (Decide, Table); Stats and Reconfigure are safe from any goroutine.
 type Engine struct {
 	cfg     Config
 	table   *conntrack.Table
 	pending atomic.Pointer[pendingConfig]
 	stats   Stats
-	detail  Detail
-	packets uint32 // decisions since the last reap
+	detail  Decision // the decision being made (owning goroutine only)
+	packets uint32   // decisions since the last reap
 }
 
 type pendingConfig struct {
@@ -55,32 +54,24 @@ func (e *Engine) Stats() *Stats { return &e.stats }
 // Stats).
 func (e *Engine) Table() *conntrack.Table { return e.table }
 
-// Detail describes the last decision (owning goroutine only).
-func (e *Engine) Detail() *Detail { return &e.detail }
-
-// Process decodes b (see packet.Decode for wireLen) and decides it at time
-// now (nanoseconds on any monotonic clock; replay uses capture time). It is
-// the daemon's and replay's per-packet entry point.
-func (e *Engine) Process(b []byte, wireLen int, now int64) (Verdict, Reason) {
-	var p packet.Parsed
-	packet.Decode(b, wireLen, &p)
-	return e.Decide(&p, now)
-}
-
-// Decide gives the verdict for p, and updates p's flow if p is accepted.
+// Decide gives the verdict for p at time now (nanoseconds on any monotonic
+// clock; replay uses capture time), and updates p's flow if p is accepted.
 // The decision uses the flow as it was before p (SPEC section 2, steps 4-5).
-func (e *Engine) Decide(p *packet.Parsed, now int64) (Verdict, Reason) {
+// The drivers decode the packet into a packet.Parsed they own (packet.Decode)
+// and build their log lines and replay records from it and the Decision.
+func (e *Engine) Decide(p *packet.Parsed, now int64) Decision {
 	if pc := e.pending.Load(); pc != nil {
 		e.apply(pc, now)
 	}
-	e.detail = Detail{}
+	e.detail = Decision{}
 	r := e.decide(p, now)
 	e.stats.Reasons[r].Add(1)
 	if e.packets++; e.packets >= reapEvery {
 		e.packets = 0
 		e.table.Reap(now, reapBudget)
 	}
-	return r.Verdict(), r
+	e.detail.Verdict, e.detail.Reason = r.Verdict(), r
+	return e.detail
 }
 
 func (e *Engine) apply(pc *pendingConfig, now int64) {

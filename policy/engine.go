@@ -96,15 +96,22 @@ type Stats struct {
 	Reconfigured atomic.Uint64
 }
 
-// Detail describes the last decision, for log lines about it. It is
-// overwritten by every Decide; only the owning goroutine reads it.
-type Detail struct {
-	State     conntrack.State // the flow's state before the packet
-	Initiator bool            // the packet came from the side that sent the first SYN
-	// WinLo and WinHi bound the sequence numbers a reset could have had,
-	// [WinLo, WinHi), when Checked is true.
+// Decision is the engine's answer for one packet: the verdict, its reason,
+// and what the decision looked at, for the log line and the replay record
+// the drivers build from it and from the same packet.Parsed.
+type Decision struct {
+	Verdict Verdict
+	Reason  Reason
+	// State is the flow's state before the packet (StateNone: no flow).
+	State conntrack.State
+	// Initiator: the packet came from the side that sent the first SYN.
+	Initiator bool
+	// Checked is true when the packet was a reset whose sequence number
+	// was checked; WinLo and WinHi then bound the sequence numbers it could
+	// have had, [WinLo, WinHi).
 	Checked      bool
 	WinLo, WinHi seqnum.Value
-	// SYNFlags are the ECN/reserved bits of the SYN a reset answered.
+	// SYNFlags are the ECN/reserved bits of the SYN a reset answered
+	// (ReasonRSTAnswersReservedSYN).
 	SYNFlags packet.Flags
 }

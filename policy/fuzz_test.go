@@ -81,7 +81,8 @@ func FuzzEngine(f *testing.F) {
 			}
 			k, _ := conntrack.MakeKey(&p)
 			before, had := snapshot(e, &k, now)
-			v, reason := e.Decide(&p, now)
+			d := e.Decide(&p, now)
+			v, reason := d.Verdict, d.Reason
 			if reason.Verdict() != v {
 				t.Fatalf("verdict %s does not match reason %s", v, reason)
 			}

@@ -33,6 +33,9 @@ type conv struct {
 	// ISNs and what each side has sent, maintained by the helpers.
 	cISN, sISN uint32
 	cNxt, sNxt uint32
+
+	// last is the engine's decision for the last segment sent.
+	last Decision
 }
 
 func newConv(t *testing.T, pc Config) *conv {
@@ -88,7 +91,15 @@ func (c *conv) send(fromClient bool, s seg) (Verdict, Reason) {
 		src, dst = dst, src
 	}
 	p := parsed(src, dst, s)
-	return c.e.Decide(&p, c.now)
+	c.last = c.e.Decide(&p, c.now)
+	return c.last.Verdict, c.last.Reason
+}
+
+// process decodes b as the daemon and replay do and decides it.
+func process(e *Engine, b []byte, wireLen int, now int64) Decision {
+	var p packet.Parsed
+	packet.Decode(b, wireLen, &p)
+	return e.Decide(&p, now)
 }
 
 func (c *conv) fromClient(s seg) Reason { _, r := c.send(true, s); return r }

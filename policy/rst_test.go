@@ -265,7 +265,7 @@ func TestRSTRules(t *testing.T) {
 				got = c.fromClient(s)
 			}
 			if got != tt.want {
-				t.Fatalf("%s: reset %+v: got %s, want %s (detail %+v)", tt.clause, s, got, tt.want, *c.e.Detail())
+				t.Fatalf("%s: reset %+v: got %s, want %s (detail %+v)", tt.clause, s, got, tt.want, c.last)
 			}
 			if st := c.state(); st != tt.state {
 				t.Errorf("%s: state after reset %s, want %s", tt.clause, st, tt.state)

@@ -62,7 +62,7 @@ func TestSegmentRules(t *testing.T) {
 			},
 			want: ReasonRSTAnswersReservedSYN,
 			check: func(t *testing.T, c *conv) {
-				if d := c.e.Detail(); d.SYNFlags != packet.ECE|packet.CWR {
+				if d := c.last; d.SYNFlags != packet.ECE|packet.CWR {
 					t.Errorf("detail SYN flags %v, want ECE|CWR", d.SYNFlags)
 				}
 				if st := c.state(); st != conntrack.StateClosed {
@@ -133,8 +133,8 @@ func TestSegmentRules(t *testing.T) {
 				if st := c.state(); st != conntrack.StateSynSent {
 					t.Errorf("state %s, want syn_sent", st)
 				}
-				if c.e.Detail().State != conntrack.StateTimeWait {
-					t.Errorf("detail state %s, want time_wait (the state before the packet)", c.e.Detail().State)
+				if c.last.State != conntrack.StateTimeWait {
+					t.Errorf("detail state %s, want time_wait (the state before the packet)", c.last.State)
 				}
 			},
 		},
@@ -256,7 +256,8 @@ func TestMalformedAndNonTCP(t *testing.T) {
 		{packet.KindTruncated, ReasonTruncated},
 	} {
 		p := packet.Parsed{Kind: tt.kind}
-		v, r := e.Decide(&p, 1)
+		d := e.Decide(&p, 1)
+		v, r := d.Verdict, d.Reason
 		if r != tt.want || v != tt.want.Verdict() {
 			t.Errorf("kind %d: got %s/%s, want %s", tt.kind, v, r, tt.want)
 		}

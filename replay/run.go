@@ -130,46 +130,25 @@ func Decide(eng *policy.Engine, pk *Packet) Frame {
 	if !pk.Time.IsZero() {
 		now = pk.Time.UnixNano()
 	}
-	f.Verdict, f.Reason = eng.Process(pk.IP, pk.WireLen, now)
-	d := eng.Detail()
-	f.State = d.State
-
-	// Decode again for the output: Process keeps its Parsed to itself,
-	// and replay is not on a per-packet budget.
 	var p packet.Parsed
 	packet.Decode(pk.IP, pk.WireLen, &p)
+	d := eng.Decide(&p, now)
+	f.Verdict, f.Reason, f.State = d.Verdict, d.Reason, d.State
 	if p.Kind == packet.KindTCP {
 		f.IP, f.TCP = true, true
 		f.Src, f.Dst = p.SrcAddrPort(), p.DstAddrPort()
 		f.Flags = p.Flags
 		f.Seq, f.Ack = uint32(p.Seq), uint32(p.Ack)
 		f.Len = p.PayloadLen
-	} else if src, dst, ok := ipAddrs(pk.IP); ok {
+	} else if p.HaveIP {
+		// Decode read the fixed IP header (ICMP, UDP, fragments,
+		// malformed TCP): the addresses, without ports.
 		f.IP = true
-		f.Src, f.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
+		f.Src, f.Dst = netip.AddrPortFrom(p.SrcAddrPort().Addr(), 0), netip.AddrPortFrom(p.DstAddrPort().Addr(), 0)
 	}
 	if f.TCP && f.Verdict == policy.Drop && f.Flags&packet.RST != 0 && d.Checked {
 		f.Window = true
 		f.WinLo, f.WinHi = uint32(d.WinLo), uint32(d.WinHi)
 	}
 	return f
-}
-
-// ipAddrs reads the addresses of an IP packet that did not decode as TCP
-// (for the output only: ICMP, UDP, fragments, malformed TCP).
-func ipAddrs(b []byte) (src, dst netip.Addr, ok bool) {
-	if len(b) == 0 {
-		return
-	}
-	switch b[0] >> 4 {
-	case 4:
-		if len(b) >= 20 {
-			return netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20])), true
-		}
-	case 6:
-		if len(b) >= 40 {
-			return netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40])), true
-		}
-	}
-	return
 }
