@@ -52,7 +52,7 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzSeqnum$$' -fuzztime $(FUZZTIME) ./seqnum
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./packet
-	$(GO) test -run '^$$' -fuzz '^FuzzBytes$$' -fuzztime $(FUZZTIME) ./packet/packettest
+	$(GO) test -run '^$$' -fuzz '^FuzzBytes$$' -fuzztime $(FUZZTIME) ./packet/craft
 	$(GO) test -run '^$$' -fuzz '^FuzzEngine$$' -fuzztime $(FUZZTIME) ./policy
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config
 	$(GO) test -run '^$$' -fuzz '^FuzzReplay$$' -fuzztime $(FUZZTIME) ./replay

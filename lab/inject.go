@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rstguard/rstguard/packet"
-	"github.com/rstguard/rstguard/packet/packettest"
+	"github.com/rstguard/rstguard/packet/craft"
 )
 
 // ForgedTTL is the TTL (IPv4) or hop limit (IPv6) of every packet the lab
@@ -31,19 +31,20 @@ type Segment struct {
 }
 
 // Bytes returns the full IP packet with correct checksums
-// (packettest.TCP does the encoding).
+// (craft.TCP does the encoding).
 func (s Segment) Bytes() ([]byte, error) {
 	ttl := s.TTL
 	if ttl == 0 {
 		ttl = ForgedTTL
 	}
-	if s.Src.Addr().Unmap().Is4() != s.Dst.Addr().Unmap().Is4() {
-		return nil, fmt.Errorf("forge %v -> %v: mixed address families", s.Src, s.Dst)
-	}
-	return packettest.TCP{
+	b, err := craft.TCP{
 		Src: s.Src, Dst: s.Dst, Seq: s.Seq, Ack: s.Ack, Flags: s.Flags,
 		Window: s.Window, TTL: ttl, ID: 0x5247, Options: s.Options, Payload: s.Payload,
-	}.Bytes(), nil
+	}.Build()
+	if err != nil {
+		return nil, fmt.Errorf("forge %v -> %v: %w", s.Src, s.Dst, err)
+	}
+	return b, nil
 }
 
 // Injector sends crafted IP packets from a namespace through raw sockets

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rstguard/rstguard/packet"
-	"github.com/rstguard/rstguard/packet/packettest"
+	"github.com/rstguard/rstguard/packet/craft"
 )
 
 // Scenarios returns the lab's scenarios in the order they are played (the
@@ -477,7 +477,7 @@ func reservedSYN(ctx context.Context, e *Env) (Observation, error) {
 		return !s.Out && s.Src == sap && s.Dst == cli && s.Flags.Has(packet.SYN|packet.ACK)
 	})
 	iss := rand.Uint32()
-	mss := packettest.MSS(1460)
+	mss := craft.MSS(1460)
 	if err := e.ClientRaw.Send(Segment{Src: cli, Dst: sap, Seq: iss, Flags: packet.SYN | 1<<9, // the lowest reserved bit (RFC 9293 3.1)
 		Window: 64240, TTL: 64, Options: mss}); err != nil {
 		return Observation{}, err

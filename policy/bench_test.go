@@ -6,7 +6,7 @@ import (
 
 	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/packet"
-	"github.com/rstguard/rstguard/packet/packettest"
+	"github.com/rstguard/rstguard/packet/craft"
 )
 
 // benchTable returns an engine tracking n established flows (client ports
@@ -20,13 +20,13 @@ func benchTable(tb testing.TB, n int) (*Engine, netip.Addr, netip.AddrPort, int6
 	srv := netip.MustParseAddrPort("198.51.100.20:443")
 	cli := netip.MustParseAddr("192.0.2.10")
 	now := int64(1e9)
-	ws := packettest.Options(packettest.MSS(1460), packettest.WScale(7))
+	ws := craft.Options(craft.MSS(1460), craft.WScale(7))
 	for i := 0; i < n; i++ {
 		c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i>>16)}), uint16(i))
 		if i == n-1 {
 			cli = c.Addr()
 		}
-		for _, pkt := range []packettest.TCP{
+		for _, pkt := range []craft.TCP{
 			{Src: c, Dst: srv, Seq: cISN, Flags: packet.SYN, Window: 64240, Options: ws},
 			{Src: srv, Dst: c, Seq: sISN, Ack: cISN + 1, Flags: packet.SYN | packet.ACK, Window: 65160, Options: ws},
 			{Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK, Window: 502},
@@ -59,9 +59,9 @@ func headers(pkt []byte, copyRange int) ([]byte, int) {
 func BenchmarkEstablishedData(b *testing.B) {
 	e, _, c, now := benchTable(b, 100000)
 	srv := netip.MustParseAddrPort("198.51.100.20:443")
-	pkt := packettest.TCP{
+	pkt := craft.TCP{
 		Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK | packet.PSH, Window: 502,
-		Options: packettest.Options(packettest.NOP(), packettest.NOP(), packettest.Timestamp(1, 2)),
+		Options: craft.Options(craft.NOP(), craft.NOP(), craft.Timestamp(1, 2)),
 		Payload: make([]byte, 1448),
 	}.Bytes()
 	hdr, wire := headers(pkt, 256)
@@ -94,7 +94,7 @@ func BenchmarkRSTValidation(b *testing.B) {
 		{"in_window_not_exact", sISN + 1 + 1000, RSTModeExact, ReasonRSTNotExact},
 	} {
 		e.Reconfigure(Config{RSTMode: bc.mode}, e.Table().Config())
-		pkt := packettest.TCP{Src: srv, Dst: c, Seq: bc.seq, Flags: packet.RST}.Bytes()
+		pkt := craft.TCP{Src: srv, Dst: c, Seq: bc.seq, Flags: packet.RST}.Bytes()
 		b.Run(bc.name, func(b *testing.B) {
 			if r := process(e, pkt, 0, now).Reason; r != bc.want {
 				b.Fatalf("got %s, want %s", r, bc.want)
@@ -115,17 +115,17 @@ func TestProcessNoAllocs(t *testing.T) {
 	srv := netip.MustParseAddrPort("198.51.100.20:443")
 	v6c := netip.MustParseAddrPort("[2001:db8:1::10]:40000")
 	v6s := netip.MustParseAddrPort("[2001:db8:2::20]:443")
-	first, chain := packettest.Chain(packettest.PadN(packettest.HopByHop, 1), packettest.PadN(packettest.DestOpts, 1))
+	first, chain := craft.Chain(craft.PadN(craft.HopByHop, 1), craft.PadN(craft.DestOpts, 1))
 	for _, tc := range []struct {
 		name string
 		pkt  []byte
 	}{
-		{"tcp4 SYN", packettest.TCP{Src: netip.MustParseAddrPort("192.0.2.99:1"), Dst: srv, Seq: 1, Flags: packet.SYN, Options: packettest.Options(packettest.MSS(1460), packettest.WScale(7), packettest.SACKPerm())}.Bytes()},
-		{"tcp4 ACK data", packettest.TCP{Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK, Window: 502, Payload: make([]byte, 100)}.Bytes()},
-		{"tcp4 in-window RST", packettest.TCP{Src: srv, Dst: c, Seq: sISN + 100, Flags: packet.RST}.Bytes()},
-		{"tcp4 out-of-window RST", packettest.TCP{Src: srv, Dst: c, Seq: sISN + 1<<31, Flags: packet.RST}.Bytes()},
-		{"tcp6 SYN with extension headers", packettest.TCP{Src: v6c, Dst: v6s, Seq: 1, Flags: packet.SYN, IPv6Ext: chain, IPv6ExtType: first}.Bytes()},
-		{"tcp6 ACK", packettest.TCP{Src: v6c, Dst: v6s, Seq: 2, Ack: 1, Flags: packet.ACK}.Bytes()},
+		{"tcp4 SYN", craft.TCP{Src: netip.MustParseAddrPort("192.0.2.99:1"), Dst: srv, Seq: 1, Flags: packet.SYN, Options: craft.Options(craft.MSS(1460), craft.WScale(7), craft.SACKPerm())}.Bytes()},
+		{"tcp4 ACK data", craft.TCP{Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK, Window: 502, Payload: make([]byte, 100)}.Bytes()},
+		{"tcp4 in-window RST", craft.TCP{Src: srv, Dst: c, Seq: sISN + 100, Flags: packet.RST}.Bytes()},
+		{"tcp4 out-of-window RST", craft.TCP{Src: srv, Dst: c, Seq: sISN + 1<<31, Flags: packet.RST}.Bytes()},
+		{"tcp6 SYN with extension headers", craft.TCP{Src: v6c, Dst: v6s, Seq: 1, Flags: packet.SYN, IPv6Ext: chain, IPv6ExtType: first}.Bytes()},
+		{"tcp6 ACK", craft.TCP{Src: v6c, Dst: v6s, Seq: 2, Ack: 1, Flags: packet.ACK}.Bytes()},
 		{"malformed", []byte{0x45, 0, 0, 20}},
 	} {
 		n := minAllocsPerRun(t, 200, func() { process(e, tc.pkt, 0, now) })
@@ -146,9 +146,9 @@ func BenchmarkEstablishedDataSpread(b *testing.B) {
 	pkts := make([][]byte, n)
 	for i := range pkts {
 		c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i>>16)}), uint16(i))
-		pkts[i] = packettest.TCP{
+		pkts[i] = craft.TCP{
 			Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK | packet.PSH, Window: 502,
-			Options: packettest.Options(packettest.NOP(), packettest.NOP(), packettest.Timestamp(1, 2)),
+			Options: craft.Options(craft.NOP(), craft.NOP(), craft.Timestamp(1, 2)),
 			Payload: make([]byte, 100),
 		}.Bytes()
 	}
@@ -170,9 +170,9 @@ func TestIPv6ExtensionHeadersConversation(t *testing.T) {
 	e := NewEngine(DefaultConfig(), conntrack.DefaultConfig())
 	cli := netip.MustParseAddrPort("[2001:db8:1::10]:40000")
 	srv := netip.MustParseAddrPort("[2001:db8:2::20]:443")
-	first, chain := packettest.Chain(packettest.PadN(packettest.HopByHop, 1), packettest.PadN(packettest.DestOpts, 2))
+	first, chain := craft.Chain(craft.PadN(craft.HopByHop, 1), craft.PadN(craft.DestOpts, 2))
 	now := int64(1e9)
-	step := func(p packettest.TCP, want Reason) {
+	step := func(p craft.TCP, want Reason) {
 		t.Helper()
 		p.IPv6Ext, p.IPv6ExtType = chain, first
 		now += 1e6
@@ -180,22 +180,22 @@ func TestIPv6ExtensionHeadersConversation(t *testing.T) {
 			t.Fatalf("%s seq %d: got %s, want %s", p.Flags, p.Seq, r, want)
 		}
 	}
-	ws := packettest.Options(packettest.MSS(1440), packettest.WScale(7), packettest.SACKPerm())
+	ws := craft.Options(craft.MSS(1440), craft.WScale(7), craft.SACKPerm())
 	c, s := cISN, sISN
-	step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Flags: packet.SYN, Window: 64800, Options: ws}, ReasonTracked)
-	step(packettest.TCP{Src: srv, Dst: cli, Seq: s, Ack: c + 1, Flags: packet.SYN | packet.ACK, Window: 64800, Options: ws}, ReasonTracked)
+	step(craft.TCP{Src: cli, Dst: srv, Seq: c, Flags: packet.SYN, Window: 64800, Options: ws}, ReasonTracked)
+	step(craft.TCP{Src: srv, Dst: cli, Seq: s, Ack: c + 1, Flags: packet.SYN | packet.ACK, Window: 64800, Options: ws}, ReasonTracked)
 	c, s = c+1, s+1
-	step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK, Window: 507}, ReasonTracked)
+	step(craft.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK, Window: 507}, ReasonTracked)
 	for i := 0; i < 20; i++ {
-		step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK | packet.PSH, Window: 507, Payload: make([]byte, 1200)}, ReasonTracked)
+		step(craft.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK | packet.PSH, Window: 507, Payload: make([]byte, 1200)}, ReasonTracked)
 		c += 1200
-		step(packettest.TCP{Src: srv, Dst: cli, Seq: s, Ack: c, Flags: packet.ACK | packet.PSH, Window: 507, Payload: make([]byte, 1200)}, ReasonTracked)
+		step(craft.TCP{Src: srv, Dst: cli, Seq: s, Ack: c, Flags: packet.ACK | packet.PSH, Window: 507, Payload: make([]byte, 1200)}, ReasonTracked)
 		s += 1200
 	}
 	if c > cISN || s > sISN {
 		t.Fatalf("sequence numbers did not cross 2^32")
 	}
-	step(packettest.TCP{Src: srv, Dst: cli, Seq: s + 1<<31, Flags: packet.RST}, ReasonRSTOutOfWindow)
-	step(packettest.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK, Window: 507}, ReasonTracked)
-	step(packettest.TCP{Src: srv, Dst: cli, Seq: s, Ack: c, Flags: packet.RST | packet.ACK}, ReasonRSTValid)
+	step(craft.TCP{Src: srv, Dst: cli, Seq: s + 1<<31, Flags: packet.RST}, ReasonRSTOutOfWindow)
+	step(craft.TCP{Src: cli, Dst: srv, Seq: c, Ack: s, Flags: packet.ACK, Window: 507}, ReasonTracked)
+	step(craft.TCP{Src: srv, Dst: cli, Seq: s, Ack: c, Flags: packet.RST | packet.ACK}, ReasonRSTValid)
 }

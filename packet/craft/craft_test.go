@@ -1,4 +1,4 @@
-package packettest
+package craft
 
 import (
 	"bytes"
@@ -251,6 +251,25 @@ func TestChecksum(t *testing.T) {
 	odd := []byte{0xab, 0xcd, 0xef}
 	if got, want := Checksum(odd, 0), gopacket.FoldChecksum(gopacket.ComputeChecksum(odd, 0)); got != want {
 		t.Errorf("odd Checksum = %#x, gopacket %#x", got, want)
+	}
+}
+
+// TestBuildErrors: input the lab can pass (mixed families, too many
+// options, an oversized payload) is an error from Build, never a panic.
+func TestBuildErrors(t *testing.T) {
+	for _, tc := range []TCP{
+		{Src: c4, Dst: s6}, {Src: c6, Dst: s4}, {Src: c4},
+		{Src: c4, Dst: s4, Options: make([]byte, 41)},
+		{Src: c4, Dst: s4, Payload: make([]byte, 65536-40)},
+		{Src: c6, Dst: s6, Payload: make([]byte, 65536-20)},
+	} {
+		if b, err := tc.Build(); err == nil {
+			t.Errorf("Build(%v -> %v, %d option octets, %d payload octets) = %d octets, want an error",
+				tc.Src, tc.Dst, len(tc.Options), len(tc.Payload), len(b))
+		}
+	}
+	if b, err := (TCP{Src: c4, Dst: s4, Payload: make([]byte, 65535-40)}).Build(); err != nil || len(b) != 65535 {
+		t.Errorf("largest IPv4 packet: %d octets, %v; want 65535", len(b), err)
 	}
 }
 

@@ -1,12 +1,13 @@
-// Package packettest builds IPv4 and IPv6 TCP packets, byte for byte, for
-// tests, the lab and attack injection. Packets carry correct IP and TCP
+// Package craft builds IPv4 and IPv6 TCP packets, byte for byte, for
+// tests, the lab and attack injection (production code: the lab forges
+// attacks with it, so bad input is an error, never a panic). Packets carry correct IP and TCP
 // checksums, so they can be sent through raw sockets to real Linux stacks.
 //
 // It is hand-written with encoding/binary rather than gopacket's layers
 // because it must set the AE and reserved TCP bits and write malformed
 // extension chains on purpose; its tests cross-check it against gopacket's
 // decoder.
-package packettest
+package craft
 
 import (
 	"encoding/binary"
@@ -49,13 +50,26 @@ type TCP struct {
 	IPv6ExtType uint8
 }
 
-// Bytes returns the complete IP packet with correct checksums. It panics if
-// Src and Dst are not valid addresses of the same family (a bug in the
-// caller, which builds the TCP value).
+// Bytes is Build for tests, whose segments are literals: it panics on an
+// error.
 func (t TCP) Bytes() []byte {
+	b, err := t.Build()
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Build returns the complete IP packet with correct checksums, or an error
+// if Src and Dst are not valid addresses of one family, the options exceed
+// the 40 octets a TCP header holds, or the packet exceeds 65535 octets.
+func (t TCP) Build() ([]byte, error) {
 	opts := t.Options
 	if r := len(opts) % 4; r != 0 {
 		opts = append(opts[:len(opts):len(opts)], make([]byte, 4-r)...)
+	}
+	if len(opts) > 40 {
+		return nil, fmt.Errorf("craft: %d octets of TCP options, at most 40 fit in the header", len(opts))
 	}
 	thl := 20 + len(opts)
 	tcp := make([]byte, thl+len(t.Payload))
@@ -75,7 +89,11 @@ func (t TCP) Bytes() []byte {
 	}
 	src, dst := t.Src.Addr().Unmap(), t.Dst.Addr().Unmap()
 	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
-		panic(fmt.Sprintf("packettest: TCP.Bytes needs Src and Dst of one family, got %v and %v", t.Src, t.Dst))
+		return nil, fmt.Errorf("craft: Src and Dst must be addresses of one family, got %v and %v", t.Src, t.Dst)
+	}
+	// IPv4 total length covers the header; the IPv6 payload length does not.
+	if n := len(t.IPv6Ext) + thl + len(t.Payload); (src.Is4() && 20+n > 0xffff) || n > 0xffff {
+		return nil, fmt.Errorf("craft: %d octets of TCP segment do not fit the IP length field", n)
 	}
 	var out []byte
 	if src.Is4() {
@@ -117,7 +135,7 @@ func (t TCP) Bytes() []byte {
 		tcp = out[40+len(ext):]
 	}
 	binary.BigEndian.PutUint16(tcp[16:], Checksum(tcp, pseudoSum(src, dst, len(tcp))))
-	return out
+	return out, nil
 }
 
 // lastNextHeader returns the offset in chain of the Next Header byte of the

@@ -1,4 +1,4 @@
-package packettest
+package craft
 
 import (
 	"testing"
