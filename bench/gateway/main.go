@@ -4,6 +4,10 @@
 // (issue 3, SPEC section 10). As root:
 //
 //	go run ./bench/gateway [-runs 3] [-seconds 5] [-json]
+//	go run ./bench/gateway -mode pps [-runs 3] [-seconds 4] [-pps-count N]
+//
+// -mode pps is the open-loop small-packet test (pps.go); the rest of this
+// comment describes the default -mode bulk.
 //
 // It builds lab's topology (lab.NewTopology; namespaces rgb-client,
 // rgb-gateway, rgb-server and an idle rgb-attacker), and for each configuration, interleaved within every
@@ -65,6 +69,8 @@ type options struct {
 	profileDir               string
 	rstguardBin, acceptBin   string
 	rstguardConfig           string
+	mode                     string
+	ppsCount                 uint64
 }
 
 // config is one way of running the gateway.
@@ -134,13 +140,24 @@ func main() {
 	flag.StringVar(&o.rstguardBin, "rstguard-bin", "", "rstguard binary (default: built from ./cmd/rstguard)")
 	flag.StringVar(&o.acceptBin, "nfqaccept-bin", "", "nfqaccept binary (default: built from ./bench/nfqaccept)")
 	flag.StringVar(&o.rstguardConfig, "rstguard-config", "", "rstguard configuration file (default: a generated one for the queues)")
+	flag.StringVar(&o.mode, "mode", "bulk", "bulk: iperf3 throughput and round trips; pps: open-loop SYN floods (syn-closed, new-flows) against kernel, c-accept, go-accept, rstguard-1q, rstguard-2q (see pps.go)")
+	flag.Uint64Var(&o.ppsCount, "pps-count", 5000000, "-mode pps: most SYNs sent per workload and configuration in one run (each send is also bounded by -seconds)")
 	flag.Parse()
+	if o.mode != "bulk" && o.mode != "pps" || o.ppsCount < 1 || o.ppsCount > 100000000 {
+		fmt.Fprintln(os.Stderr, "gateway: want -mode bulk or pps, -pps-count 1..100000000")
+		os.Exit(2)
+	}
 	if o.runs < 1 || o.runs > 20 || o.seconds < 1 || o.seconds > 120 || o.pingPongs < 1 || o.pingPongs > 100000 {
 		fmt.Fprintln(os.Stderr, "gateway: want -runs 1..20, -seconds 1..120, -pingpongs 1..100000")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := runBench(ctx, o)
+	var err error
+	if o.mode == "pps" {
+		err = runPPS(ctx, o)
+	} else {
+		err = runBench(ctx, o)
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)

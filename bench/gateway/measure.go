@@ -73,22 +73,7 @@ func cpuTime(pid int) (user, sys time.Duration, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	// The command name (field 2) may contain spaces; fields after ")" are
-	// fixed: state is field 3, utime field 14, stime field 15.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	return time.Duration(ut) * time.Second / clockTicks, time.Duration(st) * time.Second / clockTicks, nil
+	return parseStat(b)
 }
 
 // ruleHits returns the packet counter of the gateway's NFQUEUE rule in
