@@ -12,9 +12,12 @@ FUZZTIME  ?= 20s
 # Debian packages the lab and the tests use (tool -> package).
 DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
              nft:nftables sysctl:procps iperf3:iperf3 tcpdump:tcpdump \
-             promtool:prometheus systemd-analyze:systemd
+             promtool:prometheus systemd-analyze:systemd cc:gcc
+# Headers the C accept-all ceiling of the packet-rate benchmark builds with.
+HDRDEPS   := /usr/include/libnetfilter_queue/libnetfilter_queue.h:libnetfilter-queue-dev \
+             /usr/include/libmnl/libmnl.h:libmnl-dev
 
-.PHONY: all build deps lab test unit fuzz fuzz-long vet fmt-check install bench bench-gateway clean
+.PHONY: all build deps lab test unit fuzz fuzz-long vet fmt-check install bench bench-gateway bench-pps clean
 
 all: build
 
@@ -28,6 +31,8 @@ build:
 deps:
 	@missing=""; for d in $(DEPS); do t=$${d%%:*}; p=$${d##*:}; \
 	  command -v $$t >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for d in $(HDRDEPS); do f=$${d%%:*}; p=$${d##*:}; \
+	  [ -e $$f ] || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install$$missing" >&2; exit 1; fi; \
@@ -80,6 +85,11 @@ bench:
 
 bench-gateway: deps
 	$(GO) run ./bench/gateway
+
+# Packet rate under open-loop SYN floods: kernel, the C accept-all ceiling
+# (bench/nfqaccept-c), go-nfqueue accept-all, rstguard with 1 and 2 queues.
+bench-pps: deps
+	$(GO) run ./bench/gateway -mode pps -runs 3 -seconds 4
 
 install: build
 	DESTDIR=$(DESTDIR) ./deploy/install.sh $(BIN)
