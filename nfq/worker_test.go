@@ -56,7 +56,7 @@ func establish(t testing.TB, w *Worker) {
 		tcp4(t, true, 5000, 1001, true, true, false, 0),
 		tcp4(t, false, 1001, 5001, false, true, false, 0),
 	} {
-		if v, _, _ := w.handle(p, 0); v != nfqueue.NfAccept {
+		if v, _, _ := w.handle(p, 0, 0); v != nfqueue.NfAccept {
 			t.Fatalf("handshake packet got verdict %d", v)
 		}
 	}
@@ -68,7 +68,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 	establish(t, w)
 	// A reset far outside the client's window, spoofing the server.
 	forged := tcp4(t, true, 5001+1<<30, 0, false, false, true, 0)
-	if v, _, mark := w.handle(forged, 0); v != nfqueue.NfDrop || mark {
+	if v, _, mark := w.handle(forged, 0, 0); v != nfqueue.NfDrop || mark {
 		t.Fatalf("forged reset: verdict %d mark %v, want drop without mark", v, mark)
 	}
 	if got := w.engine.Stats().Reasons[policy.ReasonRSTOutOfWindow].Load(); got != 1 {
@@ -85,7 +85,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 	// counted as a drop and as a marked drop.
 	md, ma := uint32(0x66), uint32(0x11)
 	w.SetMarks(&ma, &md)
-	v, m, has := w.handle(forged, 0)
+	v, m, has := w.handle(forged, 0, 0)
 	if v != nfqueue.NfAccept || !has || m != md {
 		t.Errorf("with mark_drop: verdict %d mark %#x/%v, want accept with %#x", v, m, has, md)
 	}
@@ -93,7 +93,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 		t.Error("a marked drop must count as a drop and as a marked drop")
 	}
 	// mark_accept marks accepted packets.
-	v, m, has = w.handle(tcp4(t, false, 1001, 5001, false, true, false, 10), 0)
+	v, m, has = w.handle(tcp4(t, false, 1001, 5001, false, true, false, 10), 0, 0)
 	if v != nfqueue.NfAccept || !has || m != ma {
 		t.Errorf("with mark_accept: verdict %d mark %#x/%v, want accept with %#x", v, m, has, ma)
 	}
@@ -115,7 +115,7 @@ func TestLogRateLimit(t *testing.T) {
 	establish(t, w)
 	forged := tcp4(t, true, 5001+1<<30, 0, false, false, true, 0)
 	for range 5 {
-		w.handle(forged, 0)
+		w.handle(forged, 0, 0)
 	}
 	if n := strings.Count(logs.String(), "dropped reset"); n != 2 {
 		t.Errorf("logged %d lines, want 2 (the burst)", n)
@@ -146,7 +146,7 @@ func TestPanicRecovered(t *testing.T) {
 	var logs bytes.Buffer
 	w := newTestWorker(t, policy.DefaultConfig(), &logs)
 	w.engine = nil
-	v, _, _ := w.handle(tcp4(t, false, 1, 0, true, false, false, 0), 0)
+	v, _, _ := w.handle(tcp4(t, false, 1, 0, true, false, false, 0), 0, 0)
 	if v != nfqueue.NfAccept {
 		t.Errorf("verdict after panic = %d, want accept", v)
 	}
@@ -228,9 +228,9 @@ func TestHandleNoAllocs(t *testing.T) {
 	establish(t, wl)
 	wl.lim.set(0, 0) // every line suppressed
 	for name, f := range map[string]func(){
-		"ack":                   func() { w.handle(data, 0) },
-		"forged_rst":            func() { w.handle(forged, 0) },
-		"forged_rst_suppressed": func() { wl.handle(forged, 0) },
+		"ack":                   func() { w.handle(data, 0, 0) },
+		"forged_rst":            func() { w.handle(forged, 0, 0) },
+		"forged_rst_suppressed": func() { wl.handle(forged, 0, 0) },
 	} {
 		if n := testing.AllocsPerRun(200, f); n != 0 {
 			t.Errorf("%s: %v allocs per packet, want 0", name, n)
@@ -255,7 +255,7 @@ func BenchmarkHandle(b *testing.B) {
 			p := tcp4(b, c.fromServer, c.seq, 5001, false, !c.rst, c.rst, 0)
 			b.ReportAllocs()
 			for b.Loop() {
-				w.handle(p, 0)
+				w.handle(p, 0, 0)
 			}
 		})
 	}
@@ -350,11 +350,11 @@ func TestLogResetAnswersFlaggedSYN(t *testing.T) {
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, syn); err != nil {
 		t.Fatal(err)
 	}
-	if v, _, _ := w.handle(buf.Bytes(), 0); v != nfqueue.NfAccept {
+	if v, _, _ := w.handle(buf.Bytes(), 0, 0); v != nfqueue.NfAccept {
 		t.Fatal("a SYN with ECN bits must be accepted (RFC 3360)")
 	}
 	rst := tcp4(t, true, 0, 1001, false, true, true, 0)
-	if v, _, _ := w.handle(rst, 0); v != nfqueue.NfAccept {
+	if v, _, _ := w.handle(rst, 0, 0); v != nfqueue.NfAccept {
 		t.Fatal("a valid reset answering the SYN must be accepted")
 	}
 	if got := w.engine.Stats().Reasons[policy.ReasonRSTAnswersReservedSYN].Load(); got != 1 {
