@@ -74,6 +74,10 @@ func TestDaemonPathMatchesReplay(t *testing.T) {
 				if v != wantV {
 					t.Errorf("%s (%s mode) frame %d: daemon verdict %d, replay %s (%s)", file, mode, want[i].Index, v, want[i].Verdict, want[i].Reason)
 				}
+				if d := w.last; d.Reason != want[i].Reason || d.State != want[i].State {
+					t.Errorf("%s (%s mode) frame %d: daemon reason %s state %s, replay reason %s state %s",
+						file, mode, want[i].Index, d.Reason, d.State, want[i].Reason, want[i].State)
+				}
 			}
 			f.Close()
 			if filepath.Base(file) == "forged.pcapng" && drops == 0 {

@@ -135,6 +135,7 @@ type Worker struct {
 	pendHas   bool
 	vbuf      [2 * verdictMaxLen]byte // verdict messages being built
 	vlen      int
+	last      policy.Decision // the last packet's decision (tests compare it with replay)
 }
 
 type exitCause uint8
@@ -650,6 +651,7 @@ func (w *Worker) handle(payload []byte, wireLen int, old uint32) (verdict int, m
 	end := w.now()
 	w.busySince.Store(0)
 	w.stats.Latency.Observe(end - start)
+	w.last = d
 	if !ok {
 		m, has := w.acceptMark(old, 0)
 		return nfqueue.NfAccept, m, has
