@@ -65,7 +65,7 @@ func TestDaemonPathMatchesReplay(t *testing.T) {
 					}
 					ip = ip[:128]
 				}
-				v, _, _ := w.handle(ip, wire)
+				v, _, _ := w.handle(ip, wire, 0)
 				wantV := nfqueue.NfAccept
 				if want[i].Verdict == policy.Drop {
 					wantV = nfqueue.NfDrop
@@ -73,6 +73,10 @@ func TestDaemonPathMatchesReplay(t *testing.T) {
 				}
 				if v != wantV {
 					t.Errorf("%s (%s mode) frame %d: daemon verdict %d, replay %s (%s)", file, mode, want[i].Index, v, want[i].Verdict, want[i].Reason)
+				}
+				if d := w.last; d.Reason != want[i].Reason || d.State != want[i].State {
+					t.Errorf("%s (%s mode) frame %d: daemon reason %s state %s, replay reason %s state %s",
+						file, mode, want[i].Index, d.Reason, d.State, want[i].Reason, want[i].State)
 				}
 			}
 			f.Close()

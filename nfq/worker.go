@@ -79,6 +79,11 @@ type Config struct {
 	// MarkAccept, if set, marks accepted packets. MarkDrop, if set, accepts
 	// the packets the policy drops, with that mark (staged rollout).
 	MarkAccept, MarkDrop *uint32
+	// Judged is written on every packet the worker accepts, the ones
+	// MarkDrop lets through included (GUARD-DESIGN.md): final mark =
+	// Judged.Apply(MarkAccept or MarkDrop if set, else the packet's own
+	// mark). A zero Mask disables it.
+	Judged Mark
 }
 
 // Options are what all workers share.
@@ -109,6 +114,7 @@ type Worker struct {
 
 	// marks: bit 32 set means "present", low 32 bits the mark.
 	markAccept, markDrop atomic.Uint64
+	judged               atomic.Uint64 // Mark.pack
 
 	// busySince is the monotonic ns at which the current packet's handling
 	// began, 0 while idle: a loop stuck in a packet is not alive.
@@ -125,6 +131,11 @@ type Worker struct {
 	fd        int    // the socket's descriptor, for moreWaiting; -1 if unknown
 	pending   uint32 // id of the last accepted packet not yet given its verdict
 	npending  int    // accepted packets waiting for one batch verdict
+	pendMark  uint32 // the mark the pending batch carries, if pendHas
+	pendHas   bool
+	vbuf      [2 * verdictMaxLen]byte // verdict messages being built
+	vlen      int
+	last      policy.Decision // the last packet's decision (tests compare it with replay)
 }
 
 type exitCause uint8
@@ -160,6 +171,7 @@ func New(cfg Config, e *policy.Engine, opts Options) *Worker {
 	w.log = opts.Logger.With("queue", cfg.Queue)
 	w.lim.set(opts.LogRate, opts.LogBurst)
 	w.SetMarks(cfg.MarkAccept, cfg.MarkDrop)
+	w.SetJudged(cfg.Judged)
 	return w
 }
 
@@ -187,6 +199,9 @@ func (w *Worker) SetMarks(accept, drop *uint32) {
 	w.markAccept.Store(packMark(accept))
 	w.markDrop.Store(packMark(drop))
 }
+
+// SetJudged changes the judged mark (safe from any goroutine).
+func (w *Worker) SetJudged(m Mark) { w.judged.Store(m.pack()) }
 
 func packMark(m *uint32) uint64 {
 	if m == nil {
@@ -509,40 +524,67 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 		return 0
 	}
 	w.errStreak = 0
-	if a.Payload == nil {
-		// Nothing copied to judge (never with NfQnlCopyPacket and a
-		// copy range that holds the headers): pass it untouched.
-		w.stats.Packets.Add(1)
-		w.flush()
-		if err := w.nf.SetVerdict(*a.PacketID, nfqueue.NfAccept); err != nil {
-			w.stats.VerdictErrors.Add(1)
-		}
-		return 0
-	}
-	payload := *a.Payload
-	wire := 0
-	if a.CapLen != nil {
-		wire = int(*a.CapLen)
-	}
-	verdict, mark, hasMark := w.handle(payload, wire)
-	if w.stopping.Load() {
-		w.drained++
+	old := uint32(0) // the packet's mark; NFQA_MARK is absent when it is 0
+	if a.Mark != nil {
+		old = *a.Mark
 	}
 	id := *a.PacketID
-	if verdict == nfqueue.NfAccept && !hasMark && w.fd >= 0 {
-		// Batch verdicts: accepts wait while more packets are already
-		// on the socket, then one NFQNL_MSG_VERDICT_BATCH accepts every
-		// queued packet up to id (nfqnl_recv_verdict_batch). Earlier
-		// packets all have their verdicts, since this one goroutine
-		// reads and decides in id order.
-		w.pending, w.npending = id, w.npending+1
+	var verdict int
+	var mark uint32
+	var hasMark bool
+	if a.Payload == nil {
+		// Nothing copied to judge (never with NfQnlCopyPacket and a
+		// copy range that holds the headers): pass it untouched but
+		// for the judged mark.
+		w.stats.Packets.Add(1)
+		verdict = nfqueue.NfAccept
+		mark, hasMark = w.acceptMark(old, 0)
+	} else {
+		wire := 0
+		if a.CapLen != nil {
+			wire = int(*a.CapLen)
+		}
+		verdict, mark, hasMark = w.handle(*a.Payload, wire, old)
+		if w.stopping.Load() {
+			w.drained++
+		}
+	}
+	w.give(id, verdict, mark, hasMark)
+	return 0
+}
+
+// give sends id's verdict, or holds an accept for the batch. Accepts wait
+// while more packets are already on the socket, then one
+// NFQNL_MSG_VERDICT_BATCH accepts every queued packet up to the last one,
+// with one mark (nfqnl_recv_verdict_batch). Earlier packets all have their
+// verdicts, since this one goroutine reads and decides in id order; an
+// accept whose mark differs from the batch's, and every other verdict,
+// first sends the batch before it.
+func (w *Worker) give(id uint32, verdict int, mark uint32, hasMark bool) {
+	if w.fd < 0 {
+		w.giveLib(id, verdict, mark, hasMark)
+		return
+	}
+	if verdict == nfqueue.NfAccept {
+		if w.npending > 0 && (w.pendHas != hasMark || w.pendMark != mark) {
+			w.flush()
+		}
+		w.pending, w.pendMark, w.pendHas = id, mark, hasMark
+		w.npending++
 		if w.npending < maxBatch && moreWaiting(w.fd) {
-			return 0
+			return
 		}
 		w.flush()
-		return 0
+		return
 	}
-	w.flush() // the accepts before this packet first, in id order
+	w.appendBatch()
+	w.vlen = appendVerdict(w.vbuf[:], w.vlen, w.cfg.Queue, unix.AF_INET, id, uint32(verdict), mark, hasMark, false)
+	w.send(id)
+}
+
+// giveLib is give through go-nfqueue, for a socket whose descriptor is
+// unknown: no batch carries a mark there.
+func (w *Worker) giveLib(id uint32, verdict int, mark uint32, hasMark bool) {
 	var err error
 	if hasMark {
 		err = w.nf.SetVerdictWithOption(id, verdict, nfqueue.WithMark(mark))
@@ -553,18 +595,33 @@ func (w *Worker) hook(a nfqueue.Attribute) int {
 		w.stats.VerdictErrors.Add(1)
 		w.logLimited(slog.LevelWarn, "could not send a verdict", "id", id, "err", err)
 	}
-	return 0
 }
 
-// flush sends the pending batch of accepts.
-func (w *Worker) flush() {
+// appendBatch adds the pending batch verdict to the message buffer.
+func (w *Worker) appendBatch() {
 	if w.npending == 0 {
 		return
 	}
 	w.npending = 0
-	if err := w.nf.SetVerdictBatch(w.pending, nfqueue.NfAccept); err != nil {
+	w.vlen = appendVerdict(w.vbuf[:], w.vlen, w.cfg.Queue, unix.AF_INET, w.pending, nfqueue.NfAccept, w.pendMark, w.pendHas, true)
+}
+
+// flush sends the pending batch of accepts.
+func (w *Worker) flush() {
+	if w.fd < 0 || w.npending == 0 {
+		return
+	}
+	w.appendBatch()
+	w.send(w.pending)
+}
+
+// send writes the buffered verdict messages in one datagram.
+func (w *Worker) send(id uint32) {
+	errno := sendRaw(w.fd, w.vbuf[:w.vlen])
+	w.vlen = 0
+	if errno != 0 {
 		w.stats.VerdictErrors.Add(1)
-		w.logLimited(slog.LevelWarn, "could not send a batch verdict", "id", w.pending, "err", err)
+		w.logLimited(slog.LevelWarn, "could not send a verdict", "id", id, "err", errno.Error())
 	}
 }
 
@@ -585,7 +642,7 @@ func moreWaiting(fd int) bool {
 // handle is the per-packet path up to the verdict: decode, engine decision,
 // latency, counters, marks and (rate-limited) log lines. It does not
 // allocate unless it logs.
-func (w *Worker) handle(payload []byte, wireLen int) (verdict int, mark uint32, hasMark bool) {
+func (w *Worker) handle(payload []byte, wireLen int, old uint32) (verdict int, mark uint32, hasMark bool) {
 	start := w.now()
 	w.busySince.Store(start)
 	w.stats.Packets.Add(1)
@@ -594,8 +651,10 @@ func (w *Worker) handle(payload []byte, wireLen int) (verdict int, mark uint32, 
 	end := w.now()
 	w.busySince.Store(0)
 	w.stats.Latency.Observe(end - start)
+	w.last = d
 	if !ok {
-		return nfqueue.NfAccept, 0, false
+		m, has := w.acceptMark(old, 0)
+		return nfqueue.NfAccept, m, has
 	}
 	if d.Reason == policy.ReasonRSTAnswersReservedSYN || d.Verdict == policy.Drop {
 		w.logDecision(&p, &d, end)
@@ -603,14 +662,28 @@ func (w *Worker) handle(payload []byte, wireLen int) (verdict int, mark uint32, 
 	if d.Verdict == policy.Drop {
 		if m := w.markDrop.Load(); m != 0 {
 			w.stats.MarkedDrops.Add(1)
-			return nfqueue.NfAccept, uint32(m), true
+			mark, hasMark = w.acceptMark(old, m)
+			return nfqueue.NfAccept, mark, hasMark
 		}
 		return nfqueue.NfDrop, 0, false
 	}
-	if m := w.markAccept.Load(); m != 0 {
-		return nfqueue.NfAccept, uint32(m), true
+	mark, hasMark = w.acceptMark(old, w.markAccept.Load())
+	return nfqueue.NfAccept, mark, hasMark
+}
+
+// acceptMark is the mark of an accepted packet whose mark was old: set (a
+// packed MarkAccept or MarkDrop, 0 if unset) replaces it whole, as those
+// options always did, then the judged mark's bits are applied. hasMark
+// false leaves the packet's mark as it is.
+func (w *Worker) acceptMark(old uint32, set uint64) (mark uint32, hasMark bool) {
+	mark = old
+	if set != 0 {
+		mark, hasMark = uint32(set), true
 	}
-	return nfqueue.NfAccept, 0, false
+	if j := unpackMark(w.judged.Load()); j.Mask != 0 {
+		mark, hasMark = j.Apply(mark), true
+	}
+	return mark, hasMark
 }
 
 // process decodes the packet into p and runs the engine, recovering a

@@ -17,10 +17,19 @@ import (
 	"github.com/rstguard/rstguard/policy"
 )
 
+// seg describes a test segment for tcp4.
+type seg struct {
+	fromServer     bool
+	seq, ack       uint32
+	syn, ackf, rst bool
+	payload        int
+}
+
 // tcp4 builds an IPv4/TCP packet from 192.0.2.1:40000 to 198.51.100.1:80
 // (or the reverse when fromServer).
-func tcp4(t testing.TB, fromServer bool, seq, ack uint32, syn, ackf, rst bool, payload int) []byte {
+func tcp4(t testing.TB, s seg) []byte {
 	t.Helper()
+	fromServer, seq, ack, syn, ackf, rst, payload := s.fromServer, s.seq, s.ack, s.syn, s.ackf, s.rst, s.payload
 	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP,
 		SrcIP: net.IP{192, 0, 2, 1}, DstIP: net.IP{198, 51, 100, 1}}
 	tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: seq, Ack: ack, SYN: syn, ACK: ackf, RST: rst, Window: 65535}
@@ -52,11 +61,11 @@ func newTestWorker(t testing.TB, pc policy.Config, logw *bytes.Buffer) *Worker {
 func establish(t testing.TB, w *Worker) {
 	t.Helper()
 	for _, p := range [][]byte{
-		tcp4(t, false, 1000, 0, true, false, false, 0),
-		tcp4(t, true, 5000, 1001, true, true, false, 0),
-		tcp4(t, false, 1001, 5001, false, true, false, 0),
+		tcp4(t, seg{seq: 1000, syn: true}),
+		tcp4(t, seg{fromServer: true, seq: 5000, ack: 1001, syn: true, ackf: true}),
+		tcp4(t, seg{seq: 1001, ack: 5001, ackf: true}),
 	} {
-		if v, _, _ := w.handle(p, 0); v != nfqueue.NfAccept {
+		if v, _, _ := w.handle(p, 0, 0); v != nfqueue.NfAccept {
 			t.Fatalf("handshake packet got verdict %d", v)
 		}
 	}
@@ -67,8 +76,8 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 	w := newTestWorker(t, policy.DefaultConfig(), &logs)
 	establish(t, w)
 	// A reset far outside the client's window, spoofing the server.
-	forged := tcp4(t, true, 5001+1<<30, 0, false, false, true, 0)
-	if v, _, mark := w.handle(forged, 0); v != nfqueue.NfDrop || mark {
+	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
+	if v, _, mark := w.handle(forged, 0, 0); v != nfqueue.NfDrop || mark {
 		t.Fatalf("forged reset: verdict %d mark %v, want drop without mark", v, mark)
 	}
 	if got := w.engine.Stats().Reasons[policy.ReasonRSTOutOfWindow].Load(); got != 1 {
@@ -85,7 +94,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 	// counted as a drop and as a marked drop.
 	md, ma := uint32(0x66), uint32(0x11)
 	w.SetMarks(&ma, &md)
-	v, m, has := w.handle(forged, 0)
+	v, m, has := w.handle(forged, 0, 0)
 	if v != nfqueue.NfAccept || !has || m != md {
 		t.Errorf("with mark_drop: verdict %d mark %#x/%v, want accept with %#x", v, m, has, md)
 	}
@@ -93,7 +102,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 		t.Error("a marked drop must count as a drop and as a marked drop")
 	}
 	// mark_accept marks accepted packets.
-	v, m, has = w.handle(tcp4(t, false, 1001, 5001, false, true, false, 10), 0)
+	v, m, has = w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0)
 	if v != nfqueue.NfAccept || !has || m != ma {
 		t.Errorf("with mark_accept: verdict %d mark %#x/%v, want accept with %#x", v, m, has, ma)
 	}
@@ -113,9 +122,9 @@ func TestLogRateLimit(t *testing.T) {
 	w := newTestWorker(t, policy.DefaultConfig(), &logs)
 	w.lim.set(1e-6, 2) // the burst, then nothing within the test
 	establish(t, w)
-	forged := tcp4(t, true, 5001+1<<30, 0, false, false, true, 0)
+	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
 	for range 5 {
-		w.handle(forged, 0)
+		w.handle(forged, 0, 0)
 	}
 	if n := strings.Count(logs.String(), "dropped reset"); n != 2 {
 		t.Errorf("logged %d lines, want 2 (the burst)", n)
@@ -146,7 +155,7 @@ func TestPanicRecovered(t *testing.T) {
 	var logs bytes.Buffer
 	w := newTestWorker(t, policy.DefaultConfig(), &logs)
 	w.engine = nil
-	v, _, _ := w.handle(tcp4(t, false, 1, 0, true, false, false, 0), 0)
+	v, _, _ := w.handle(tcp4(t, seg{seq: 1, syn: true}), 0, 0)
 	if v != nfqueue.NfAccept {
 		t.Errorf("verdict after panic = %d, want accept", v)
 	}
@@ -221,16 +230,16 @@ func TestAlive(t *testing.T) {
 func TestHandleNoAllocs(t *testing.T) {
 	w := newTestWorker(t, policy.DefaultConfig(), nil)
 	establish(t, w)
-	data := tcp4(t, false, 1001, 5001, false, true, false, 0)
-	forged := tcp4(t, true, 5001+1<<30, 0, false, false, true, 0)
+	data := tcp4(t, seg{seq: 1001, ack: 5001, ackf: true})
+	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
 	var logs bytes.Buffer
 	wl := newTestWorker(t, policy.DefaultConfig(), &logs)
 	establish(t, wl)
 	wl.lim.set(0, 0) // every line suppressed
 	for name, f := range map[string]func(){
-		"ack":                   func() { w.handle(data, 0) },
-		"forged_rst":            func() { w.handle(forged, 0) },
-		"forged_rst_suppressed": func() { wl.handle(forged, 0) },
+		"ack":                   func() { w.handle(data, 0, 0) },
+		"forged_rst":            func() { w.handle(forged, 0, 0) },
+		"forged_rst_suppressed": func() { wl.handle(forged, 0, 0) },
 	} {
 		if n := testing.AllocsPerRun(200, f); n != 0 {
 			t.Errorf("%s: %v allocs per packet, want 0", name, n)
@@ -252,10 +261,10 @@ func BenchmarkHandle(b *testing.B) {
 			w := newTestWorker(b, policy.DefaultConfig(), nil)
 			w.lim.set(0, 0)
 			establish(b, w)
-			p := tcp4(b, c.fromServer, c.seq, 5001, false, !c.rst, c.rst, 0)
+			p := tcp4(b, seg{fromServer: c.fromServer, seq: c.seq, ack: 5001, ackf: !c.rst, rst: c.rst})
 			b.ReportAllocs()
 			for b.Loop() {
-				w.handle(p, 0)
+				w.handle(p, 0, 0)
 			}
 		})
 	}
@@ -350,11 +359,11 @@ func TestLogResetAnswersFlaggedSYN(t *testing.T) {
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, syn); err != nil {
 		t.Fatal(err)
 	}
-	if v, _, _ := w.handle(buf.Bytes(), 0); v != nfqueue.NfAccept {
+	if v, _, _ := w.handle(buf.Bytes(), 0, 0); v != nfqueue.NfAccept {
 		t.Fatal("a SYN with ECN bits must be accepted (RFC 3360)")
 	}
-	rst := tcp4(t, true, 0, 1001, false, true, true, 0)
-	if v, _, _ := w.handle(rst, 0); v != nfqueue.NfAccept {
+	rst := tcp4(t, seg{fromServer: true, ack: 1001, ackf: true, rst: true})
+	if v, _, _ := w.handle(rst, 0, 0); v != nfqueue.NfAccept {
 		t.Fatal("a valid reset answering the SYN must be accepted")
 	}
 	if got := w.engine.Stats().Reasons[policy.ReasonRSTAnswersReservedSYN].Load(); got != 1 {
