@@ -30,7 +30,37 @@ type Config struct {
 	Policy    Policy    `toml:"policy"`
 	Metrics   Metrics   `toml:"metrics"`
 	Log       Log       `toml:"log"`
+	Guard     Guard     `toml:"guard"`
 }
+
+// Guard is [guard]: how rstguard and the shipped firewall rules keep resets
+// it did not judge from being delivered (deploy/iptables.rules).
+type Guard struct {
+	// JudgedMark is written on every packet rstguard accepts: the mark bits
+	// of Mask are replaced by Value, the packet's other bits are kept. The
+	// shipped rules drop resets that reached the queue rule without it
+	// (daemon down, queue full, queue not bound). A zero Mask turns it off.
+	JudgedMark MaskedMark `toml:"judged_mark"`
+}
+
+// MaskedMark is a packet mark "VALUE/MASK": the bits of Mask are set to
+// Value, the others are left as they are.
+type MaskedMark struct{ Value, Mask uint32 }
+
+func (m MaskedMark) String() string {
+	if m.Mask == 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%#x/%#x", m.Value, m.Mask)
+}
+
+// Default mark bits of the shipped rules (deploy/iptables.rules): the rules
+// set QueuedBit on every packet that reaches the queue rule, rstguard sets
+// JudgedBit on every packet it accepts.
+const (
+	QueuedBit = 0x20000000
+	JudgedBit = 0x40000000
+)
 
 // Queue is [queue]: which NFQUEUE queues to bind and how.
 type Queue struct {
@@ -127,7 +157,9 @@ const (
 func Default() *Config {
 	return &Config{
 		Queue: Queue{
-			Numbers:             []uint16{0},
+			// The shipped rules queue with --queue-balance 0:1
+			// (deploy/iptables.rules): widen both together.
+			Numbers:             []uint16{0, 1},
 			FailOpen:            true,
 			GSO:                 true,
 			MaxQueueLen:         DefaultMaxQueueLen,
@@ -144,6 +176,7 @@ func Default() *Config {
 			UnknownFlowRST: "accept",
 		},
 		Metrics: Metrics{Listen: DefaultMetricsListen},
+		Guard:   Guard{JudgedMark: MaskedMark{Value: JudgedBit, Mask: JudgedBit}},
 		Log: Log{
 			Level:     "info",
 			Format:    "text",
@@ -217,6 +250,7 @@ func (c *Config) Summary() string {
 		fmt.Fprintf(&b, "; metrics on %s", c.Metrics.Listen)
 	}
 	fmt.Fprintf(&b, "; log %s %s, %g lines/s burst %d", c.Log.Level, c.Log.Format, c.Log.RateLimit, c.Log.Burst)
+	fmt.Fprintf(&b, "; judged_mark %s", c.Guard.JudgedMark)
 	return b.String()
 }
 

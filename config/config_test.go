@@ -46,6 +46,11 @@ func TestParseValid(t *testing.T) {
 		{"mark_accept zero", "[queue]\nmark_accept = 0", func(c *Config) { c.Queue.MarkAccept = u32(0) }},
 		{"mark_drop max", "[queue]\nmark_drop = 0xffffffff", func(c *Config) { c.Queue.MarkDrop = u32(0xffffffff) }},
 		{"both marks", "[queue]\nmark_accept = 1\nmark_drop = 2", func(c *Config) { c.Queue.MarkAccept, c.Queue.MarkDrop = u32(1), u32(2) }},
+		{"judged_mark bit", "[guard]\njudged_mark = \"0x100/0x100\"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{0x100, 0x100} }},
+		{"judged_mark field", "[guard]\njudged_mark = \" 0x20 / 0xf0 \"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{0x20, 0xf0} }},
+		{"judged_mark decimal", "[guard]\njudged_mark = \"4/4\"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{4, 4} }},
+		{"judged_mark off", "[guard]\njudged_mark = \"\"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{} }},
+		{"judged_mark off 0/0", "[guard]\njudged_mark = \"0/0\"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{} }},
 		{"max_flows min", "[conntrack]\nmax_flows = 1024", func(c *Config) { c.Conntrack.MaxFlows = 1024 }},
 		{"max_flows underscores", "[conntrack]\nmax_flows = 2_000_000", func(c *Config) { c.Conntrack.MaxFlows = 2000000 }},
 		{"pickup false", "[conntrack]\npickup = false", func(c *Config) { c.Conntrack.Pickup = false }},
@@ -138,6 +143,12 @@ func TestParseInvalid(t *testing.T) {
 		{"mark_accept big", "[queue]\nmark_accept = 0x100000000", 2, "[queue] mark_accept", "from 0 to 4294967295"},
 		{"mark_drop string", "[queue]\nmark_drop = \"0x2\"", 2, "[queue] mark_drop", "leave the key out for no mark"},
 		{"marks equal", "[queue]\nmark_accept = 7\nmark_drop = 7", 3, "[queue] mark_drop", "use two different marks"},
+		{"judged_mark integer", "[guard]\njudged_mark = 4", 2, "[guard] judged_mark", "must be a string"},
+		{"judged_mark no mask", "[guard]\njudged_mark = \"0x4\"", 2, "[guard] judged_mark", "is not a mark"},
+		{"judged_mark garbage", "[guard]\njudged_mark = \"x/0x4\"", 2, "[guard] judged_mark", "is not a mark"},
+		{"judged_mark outside mask", "[guard]\njudged_mark = \"0x3/0x1\"", 2, "[guard] judged_mark", "outside its mask"},
+		{"judged_mark clears", "[guard]\njudged_mark = \"0/0x4\"", 2, "[guard] judged_mark", "clears the bits"},
+		{"judged_mark too big", "[guard]\njudged_mark = \"0x100000000/0x100000000\"", 2, "[guard] judged_mark", "is not a mark"},
 		// [conntrack]
 		{"max_flows small", "[conntrack]\nmax_flows = 1023", 2, "[conntrack] max_flows", "1023 is out of range; use an integer from 1024"},
 		{"max_flows big", "[conntrack]\nmax_flows = 134217729", 2, "[conntrack] max_flows", "out of range"},
@@ -177,12 +188,12 @@ func TestParseInvalid(t *testing.T) {
 		{"burst zero", "[log]\nburst = 0", 2, "[log] burst", "0 is out of range; use an integer from 1"},
 		{"burst float", "[log]\nburst = 2.5", 2, "[log] burst", "must be an integer"},
 		// Unknown keys and sections.
-		{"unknown top-level", "# c\n\nverbose = true", 3, "verbose", "unknown key; keys go in one of the sections [queue], [conntrack], [policy], [metrics] and [log]"},
+		{"unknown top-level", "# c\n\nverbose = true", 3, "verbose", "unknown key; keys go in one of the sections [queue], [conntrack], [policy], [metrics], [log] and [guard]"},
 		{"key outside its section", "[log]\nlevel = \"info\"\n[queue]\nmax_flows = 5000", 4, "[queue] max_flows", "max_flows belongs in [conntrack]"},
 		{"top-level key of a section", "rst_mode = \"exact\"", 1, "rst_mode", "rst_mode belongs in [policy]"},
 		{"unknown in section", "[policy]\nrst_mode = \"exact\"\n\n  rst_mdoe = \"exact\"", 4, "[policy] rst_mdoe", `did you mean "rst_mode"? the keys of [policy] are rst_mode, unknown_flow_rst and drop_out_of_window`},
 		{"unknown in subsection", "[conntrack.timeouts]\nsyn_sent = 5\nsynsent = 5", 3, "[conntrack.timeouts] synsent", `did you mean "syn_sent"?`},
-		{"unknown section", "[queue]\nnumbers = [0]\n[queues]\nx = 1", 3, "[queues]", "unknown section; the sections are [queue], [conntrack], [policy], [metrics] and [log]"},
+		{"unknown section", "[queue]\nnumbers = [0]\n[queues]\nx = 1", 3, "[queues]", "unknown section; the sections are [queue], [conntrack], [policy], [metrics], [log] and [guard]"},
 		{"unknown subsection", "[conntrack]\n[conntrack.timeout]\nsyn_sent = 1", 2, "[conntrack.timeout]", "unknown table"},
 		{"unknown in inline table", "[conntrack]\ntimeouts = { syn_sent = 5,\n  bogus = 1 }", 3, "[conntrack.timeouts] bogus", "the keys of [conntrack.timeouts] are syn_sent"},
 		{"unknown dotted", "policy.mode = \"exact\"", 1, "[policy] mode", "unknown key"},
@@ -318,10 +329,13 @@ func TestEmptyIsDefault(t *testing.T) {
 // TestDefault pins the documented defaults (SPEC sections 3 and 6).
 func TestDefault(t *testing.T) {
 	c := Default()
-	if c.File != "" || !slices.Equal(c.Queue.Numbers, []uint16{0}) || !c.Queue.FailOpen || !c.Queue.GSO ||
+	if c.File != "" || !slices.Equal(c.Queue.Numbers, []uint16{0, 1}) || !c.Queue.FailOpen || !c.Queue.GSO ||
 		c.Queue.MaxQueueLen != 8192 || c.Queue.CopyRange != 256 || c.Queue.SocketReceiveBuffer != 4194304 ||
 		c.Queue.MarkAccept != nil || c.Queue.MarkDrop != nil {
 		t.Errorf("queue defaults: %+v", c.Queue)
+	}
+	if c.Guard.JudgedMark != (MaskedMark{Value: 0x40000000, Mask: 0x40000000}) {
+		t.Errorf("guard defaults: %+v (the shipped rules test bit 0x40000000)", c.Guard)
 	}
 	if c.Conntrack.MaxFlows != 1048576 || !c.Conntrack.Pickup || c.Conntrack.Timeouts != conntrack.DefaultTimeouts() {
 		t.Errorf("conntrack defaults: %+v", c.Conntrack)

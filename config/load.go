@@ -184,6 +184,9 @@ func buildSchema() *node {
 			{name: "rate_limit", decode: decodeRateLimit},
 			intKey("burst", 1, MaxLogBurst, " (per-packet log lines allowed at once)", func(c *Config) *int { return &c.Log.Burst }),
 		}},
+		{name: "guard", children: []*node{
+			{name: "judged_mark", decode: decodeMaskedMark},
+		}},
 	}}
 }
 
@@ -396,6 +399,34 @@ func markKey(name string, field func(*Config) **uint32) *node {
 		m := uint32(n)
 		*field(c) = &m
 	}}
+}
+
+// decodeMaskedMark decodes a "VALUE/MASK" mark such as "0x40000000/0x40000000"
+// (iptables --set-xmark notation); "" or "0/0" turns it off.
+func decodeMaskedMark(d *decoder, path []string, v any, c *Config) {
+	const how = `write "VALUE/MASK" such as "0x40000000/0x40000000" (the bits of MASK are set to VALUE, the packet's other mark bits are kept), or "" to turn it off`
+	s, ok := v.(string)
+	if !ok {
+		d.errorf(path, "must be a string, not %s; %s", describe(v), how)
+		return
+	}
+	if strings.TrimSpace(s) == "" {
+		c.Guard.JudgedMark = MaskedMark{}
+		return
+	}
+	vs, ms, found := strings.Cut(s, "/")
+	val, err1 := strconv.ParseUint(strings.TrimSpace(vs), 0, 32)
+	mask, err2 := strconv.ParseUint(strings.TrimSpace(ms), 0, 32)
+	switch {
+	case !found || err1 != nil || err2 != nil:
+		d.errorf(path, "%q is not a mark; %s", s, how)
+	case val&^mask != 0:
+		d.errorf(path, "%q sets bits outside its mask (%#x); the value must lie within the mask", s, val&^mask)
+	case mask != 0 && val == 0:
+		d.errorf(path, "%q clears the bits it owns instead of setting them, so the shipped rules would see no packet as judged; give the value the mask's bits", s)
+	default:
+		c.Guard.JudgedMark = MaskedMark{Value: uint32(val), Mask: uint32(mask)}
+	}
 }
 
 func enumKey(name string, allowed []string, field func(*Config) *string) *node {

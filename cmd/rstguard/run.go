@@ -133,7 +133,13 @@ func queueConfig(cfg *config.Config, q uint16) nfq.Config {
 		ReadBuffer:  cfg.Queue.SocketReceiveBuffer,
 		MarkAccept:  cfg.Queue.MarkAccept,
 		MarkDrop:    cfg.Queue.MarkDrop,
+		Judged:      judgedMark(cfg),
 	}
+}
+
+// judgedMark is [guard] judged_mark in the workers' terms.
+func judgedMark(cfg *config.Config) nfq.Mark {
+	return nfq.Mark{Value: cfg.Guard.JudgedMark.Value, Mask: cfg.Guard.JudgedMark.Mask}
 }
 
 func (d *runDaemon) run() int {
@@ -338,6 +344,7 @@ func (d *runDaemon) reload() {
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(d.workers))
 	for _, w := range d.workers {
 		w.Reconfigure(pc, tc, cfg.Queue.MarkAccept, cfg.Queue.MarkDrop, cfg.Log.RateLimit, cfg.Log.Burst)
+		w.SetJudged(judgedMark(cfg))
 	}
 	d.logs.set(cfg.Log.Format, cfg.SlogLevel())
 	d.cfg = cfg
