@@ -686,12 +686,13 @@ func TestDaemonE2E(t *testing.T) {
 
 	// 4b. mark_drop (staged rollout), set by a reload: the inexact reset
 	// is counted as a drop but accepted with the mark, which the kernel
-	// applies (a later mangle POSTROUTING rule matches it). The Linux
+	// applies (a later mangle POSTROUTING rule matches it), together with
+	// the default [guard] judged_mark bit 0x40000000. The Linux
 	// client answers an in-window inexact reset with a challenge ACK
 	// (RFC 5961 3.2), so the connection survives it.
 	if !l.nft {
 		run(ctx, t, "ip", "netns", "exec", l.gw, "iptables", "-t", "mangle", "-A", "POSTROUTING",
-			"-m", "mark", "--mark", "0x66", "-j", "ACCEPT")
+			"-m", "mark", "--mark", "0x40000066", "-j", "ACCEPT")
 		l.writeConfig(e2eConfig("exact", "mark_drop = 0x66"))
 		l.signal(syscall.SIGHUP)
 		l.waitMetric(ctx, 2, "rstguard_config_reloads_total")
@@ -701,8 +702,8 @@ func TestDaemonE2E(t *testing.T) {
 			t.Errorf("a marked drop must count as a drop: rst_not_exact = %v, want 3", got)
 		}
 		out := run(ctx, t, "ip", "netns", "exec", l.gw, "iptables", "-t", "mangle", "-L", "POSTROUTING", "-v", "-x", "-n")
-		if !regexp.MustCompile(`(?m)^\s*1\s+\d+\s+ACCEPT.*mark match 0x66`).MatchString(out) {
-			t.Errorf("the kernel did not see exactly one packet marked 0x66:\n%s", out)
+		if !regexp.MustCompile(`(?m)^\s*1\s+\d+\s+ACCEPT.*mark match 0x40000066`).MatchString(out) {
+			t.Errorf("the kernel did not see exactly one packet marked 0x66 plus the judged bit 0x40000000:\n%s", out)
 		}
 		if err := transfer(c1, 1<<20, 8, 0, nil); err != nil {
 			t.Fatalf("connection broken after a marked inexact reset: %v", err)
