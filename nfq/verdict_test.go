@@ -177,8 +177,8 @@ func TestAcceptMark(t *testing.T) {
 
 func ptr(v uint32) *uint32 { return &v }
 
-// BenchmarkBurst: a burst of 64 packets (SYNs, data ACKs, an in-window and
-// an out-of-window reset) decided and answered with as few verdict messages
+// BenchmarkBurst: a burst of 64 packets (SYNs, data ACKs, out-of-window
+// resets) decided and answered with as few verdict messages
 // as batching allows, written to a socketpair that is drained after each
 // burst. Receive parsing is still go-nfqueue's and not measured here; nothing
 // waits on the socket, so moreWaiting says "no" and every accept is its own
