@@ -13,6 +13,7 @@ import (
 	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
+	"github.com/rstguard/rstguard/ruleset"
 )
 
 // Queue is one worker's shard: its queue number, engine and counters.
@@ -26,6 +27,36 @@ type Queue struct {
 type Process struct {
 	ReloadsOK     atomic.Uint64
 	ReloadsFailed atomic.Uint64
+	// Guard accounts the packets that reached the queue rule without
+	// being judged (nil: the rules are not read).
+	Guard *ruleset.Accountant
+	// Problems of the live ruleset, by RulesetProblem.
+	Problems [NumRulesetProblems]atomic.Bool
+}
+
+// RulesetProblem is something wrong with the live firewall rules.
+type RulesetProblem uint8
+
+const (
+	// ProblemQueueNotBound: the rules queue to a number no worker binds.
+	ProblemQueueNotBound RulesetProblem = iota
+	// ProblemGuardMissing: no rule drops unjudged resets.
+	ProblemGuardMissing
+	// ProblemUnreadable: the rules could not be read.
+	ProblemUnreadable
+
+	NumRulesetProblems
+)
+
+func (p RulesetProblem) String() string {
+	switch p {
+	case ProblemQueueNotBound:
+		return "queue_not_bound"
+	case ProblemGuardMissing:
+		return "guard_missing"
+	default:
+		return "unreadable"
+	}
 }
 
 // Collector implements prometheus.Collector over the daemon's counters.
@@ -101,6 +132,14 @@ var (
 		"Successful configuration reloads.")
 	descReloadsFailed = desc("config_reload_failed_total",
 		"Configuration reloads that failed; the running configuration was kept.")
+	descUnvalidated = desc("unvalidated_packets_total",
+		"Packets that reached the queue rule but were not judged (bypass or fail-open), from the shipped rules' counters, by cause.", "cause")
+	descUnvalidatedResets = desc("unvalidated_resets_total",
+		"Resets among the unvalidated packets; the shipped rules drop them, so none is delivered.", "cause")
+	descQueueRule = desc("queue_rule_packets_total",
+		"Packets that reached the shipped queue rule (IPv4 and IPv6), from its counter.")
+	descRulesetProblem = desc("ruleset_problem",
+		"1 while the live firewall rules have the problem: queue_not_bound (a queue the rules use has no worker), guard_missing (no rule drops unjudged resets), unreadable.", "problem")
 	descBuildInfo = desc("build_info",
 		"Build information; the value is always 1.", "version", "goversion")
 )
@@ -110,7 +149,8 @@ var allDescs = []*prometheus.Desc{
 	descFlowsEvicted, descUntracked, descGaps, descOneWay, descQueuePackets, descQueueKernelDropped,
 	descQueueUserDropped, descQueueLength, descQueueBound, descMarkedDrops, descVerdictErrors,
 	descReceiveErrors, descRebinds, descLatency, descPanics, descLogSuppressed, descReconfigured,
-	descReloads, descReloadsFailed, descBuildInfo,
+	descReloads, descReloadsFailed, descUnvalidated, descUnvalidatedResets, descQueueRule,
+	descRulesetProblem, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -231,5 +271,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descReloads, c.proc.ReloadsOK.Load())
 	counter(descReloadsFailed, c.proc.ReloadsFailed.Load())
+	if g := c.proc.Guard; g != nil {
+		for cause := range ruleset.NumCauses {
+			counter(descUnvalidated, g.Packets[cause].Load(), cause.String())
+			counter(descUnvalidatedResets, g.Resets[cause].Load(), cause.String())
+		}
+		counter(descQueueRule, g.QueueRule.Load())
+		for p := range NumRulesetProblems {
+			v := 0.0
+			if c.proc.Problems[p].Load() {
+				v = 1
+			}
+			gauge(descRulesetProblem, v, p.String())
+		}
+	}
 	gauge(descBuildInfo, 1, c.version, c.goVer)
 }

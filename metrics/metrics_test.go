@@ -18,6 +18,7 @@ import (
 	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
+	"github.com/rstguard/rstguard/ruleset"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/metrics.golden")
@@ -67,6 +68,15 @@ func fixedCollector(t *testing.T) *Collector {
 	p := new(Process)
 	p.ReloadsOK.Add(2)
 	p.ReloadsFailed.Add(1)
+	p.Guard = ruleset.NewAccountant("")
+	// One sample starts the account; the second's gains are queue_full.
+	if err := p.Guard.Sample(ruleset.Counters{QueueRule: 10}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Guard.Sample(ruleset.Counters{QueueRule: 900, Unjudged: 40, UnjudgedResets: 3}, false); err != nil {
+		t.Fatal(err)
+	}
+	p.Problems[ProblemGuardMissing].Store(true)
 	c := NewCollector(qs, p, filepath.Join("testdata", "nfnetlink_queue"), "v1.2.3-test")
 	c.goVer = "go1.x" // keep the golden file independent of the toolchain
 	return c
@@ -114,6 +124,12 @@ func TestGolden(t *testing.T) {
 		`rstguard_decision_duration_seconds_count{queue="1"} 7`,
 		`rstguard_decision_duration_seconds_bucket{queue="0",le="1e-07"} 2`,
 		`rstguard_config_reload_failed_total 1`,
+		`rstguard_unvalidated_packets_total{cause="queue_full"} 40`,
+		`rstguard_unvalidated_resets_total{cause="queue_full"} 3`,
+		`rstguard_unvalidated_packets_total{cause="daemon_down"} 0`,
+		`rstguard_queue_rule_packets_total 900`,
+		`rstguard_ruleset_problem{problem="guard_missing"} 1`,
+		`rstguard_ruleset_problem{problem="queue_not_bound"} 0`,
 		`rstguard_build_info{goversion="go1.x",version="v1.2.3-test"} 1`,
 	} {
 		if !strings.Contains(string(got), line+"\n") {

@@ -23,6 +23,7 @@ import (
 	"github.com/rstguard/rstguard/metrics"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
+	"github.com/rstguard/rstguard/ruleset"
 )
 
 // defaultConfigPath is read when --config is not given and the file exists.
@@ -120,7 +121,86 @@ type runDaemon struct {
 
 	workers []*nfq.Worker
 	proc    metrics.Process
-	ready   atomic.Bool
+	// rulesNow asks watchRules for an immediate read of the rules.
+	rulesNow chan struct{}
+	ready    atomic.Bool
+}
+
+// GuardStatePath is where the daemon keeps the rule counters it has
+// accounted for, so that the next daemon accounts what passed while none ran
+// (the unit's RuntimeDirectory=rstguard, kept across restarts).
+const GuardStatePath = "/run/rstguard/guard-state"
+
+// rulesInterval is how often the live rules and their counters are read.
+const rulesInterval = 2 * time.Second
+
+// watchRules reads the shipped rules' counters every rulesInterval (and at
+// once, and after a reload): it accounts unjudged packets and resets by
+// cause and warns when the rules queue to a number no worker binds or when
+// no rule keeps unjudged resets from being delivered.
+// bound are the queues the workers bind ([queue] numbers, which a reload
+// does not change).
+func (d *runDaemon) watchRules(ctx context.Context, bound []uint16) {
+	t := time.NewTicker(rulesInterval)
+	defer t.Stop()
+	var last [metrics.NumRulesetProblems]bool
+	report := true
+	for {
+		d.checkRules(ctx, bound, &last, report)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			report = false
+		case <-d.rulesNow:
+			report = true // say the state again after a reload
+		}
+	}
+}
+
+// recheck asks watchRules for an immediate read (after a reload).
+func (d *runDaemon) recheck() {
+	select {
+	case d.rulesNow <- struct{}{}:
+	default:
+	}
+}
+
+func (d *runDaemon) checkRules(ctx context.Context, bound []uint16, last *[metrics.NumRulesetProblems]bool, report bool) {
+	rctx, cancel := context.WithTimeout(ctx, rulesInterval)
+	defer cancel()
+	c, err := ruleset.Read(rctx)
+	var now [metrics.NumRulesetProblems]bool
+	var unbound []uint16
+	if err != nil {
+		now[metrics.ProblemUnreadable] = true
+	} else {
+		var missing bool
+		unbound, missing = c.Problems(bound)
+		now[metrics.ProblemQueueNotBound] = len(unbound) > 0
+		now[metrics.ProblemGuardMissing] = missing
+		if err := d.proc.Guard.Sample(c, len(unbound) > 0); err != nil && report {
+			d.log.Warn("could not save the guard's counter state; after a restart, what passed while the daemon was down is not accounted",
+				"path", GuardStatePath, "err", err)
+		}
+	}
+	for p := range metrics.NumRulesetProblems {
+		d.proc.Problems[p].Store(now[p])
+		if now[p] && (report || !last[p]) {
+			switch p {
+			case metrics.ProblemUnreadable:
+				d.log.Warn("could not read the firewall rules; unvalidated packets are not counted", "err", err)
+			case metrics.ProblemQueueNotBound:
+				d.log.Warn("the firewall rules queue to queues no worker binds: their packets pass unjudged; add them to [queue] numbers or narrow the rules' --queue-balance",
+					"unbound", unbound, "bound", bound)
+			case metrics.ProblemGuardMissing:
+				d.log.Warn("no firewall rule drops resets rstguard did not judge (the \"rstguard: unjudged reset\" rule of deploy/iptables.rules): while the daemon is down or its queue is full, forged resets are delivered")
+			}
+		} else if !now[p] && last[p] {
+			d.log.Info("firewall rule problem resolved", "problem", p.String())
+		}
+	}
+	*last = now
 }
 
 func queueConfig(cfg *config.Config, q uint16) nfq.Config {
@@ -149,6 +229,8 @@ func (d *runDaemon) run() int {
 		return 1
 	}
 	epoch := time.Now()
+	d.proc.Guard = ruleset.NewAccountant(GuardStatePath)
+	d.rulesNow = make(chan struct{}, 1)
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(cfg.Queue.Numbers))
 	var mqs []metrics.Queue
 	for _, q := range cfg.Queue.Numbers {
@@ -220,8 +302,9 @@ func (d *runDaemon) run() int {
 
 	wdCtx, wdStop := context.WithCancel(ctx)
 	if !failed {
-		bg.Add(1)
+		bg.Add(2)
 		go func() { defer bg.Done(); d.watchdog(wdCtx) }()
+		go func() { defer bg.Done(); d.watchRules(wdCtx, cfg.Queue.Numbers) }()
 	}
 
 	for !failed && ctx.Err() == nil {
@@ -229,6 +312,7 @@ func (d *runDaemon) run() int {
 		case <-ctx.Done():
 		case <-hup:
 			d.reload()
+			d.recheck()
 		case r := <-done:
 			// Run returns early only on a stop; anything else is a bug.
 			running--
