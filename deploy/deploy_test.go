@@ -353,6 +353,7 @@ func TestDashboardCoverage(t *testing.T) {
 		"rstguard_queue_packets_total", "rstguard_queue_kernel_dropped_total",
 		"rstguard_queue_user_dropped_total", "rstguard_decision_duration_seconds_bucket",
 		"rstguard_panics_recovered_total", "rstguard_config_reload_failed_total", "rstguard_build_info",
+		"rstguard_unvalidated_packets_total", "rstguard_unvalidated_resets_total", "rstguard_ruleset_problem",
 	} {
 		if !regexp.MustCompile(`\b` + m + `\b`).MatchString(all) {
 			t.Errorf("no dashboard panel queries %s", m)
