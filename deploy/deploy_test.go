@@ -233,6 +233,7 @@ func TestInstall(t *testing.T) {
 		"usr/local/share/rstguard/iptables.rules":         0o644,
 		"usr/local/share/rstguard/ip6tables.rules":        0o644,
 		"usr/local/share/rstguard/nftables.conf":          0o644,
+		"usr/local/share/rstguard/rstguard-rules.sh":      0o755,
 		"usr/local/share/rstguard/alerts.yml":             0o644,
 		"usr/local/share/rstguard/grafana-dashboard.json": 0o644,
 	} {
@@ -489,23 +490,87 @@ func netns(t *testing.T, name string) string {
 	return ns
 }
 
-// TestRulesLoad loads the iptables and ip6tables rules into a scratch
-// namespace and checks the queue rule is in place; then checks
-// nftables.conf with nft -c (the kernel validates the batch without
-// committing it).
+// rulesScript runs deploy/rstguard-rules.sh ACTION in namespace ns.
+func rulesScript(t *testing.T, ns, action string) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, "sh", "rstguard-rules.sh", action)
+	cmd.Env = append(os.Environ(), "RSTGUARD_RULES_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("rstguard-rules.sh %s: %v\n%s", action, err, out)
+	}
+	return string(out)
+}
+
+// ruleLines is iptables-save output without comments, counters and
+// COMMIT/table lines' order noise: the rules and chains, one per line.
+func ruleLines(t *testing.T, ns, save string) []string {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(command(t, "ip", "netns", "exec", ns, save), "\n") {
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// TestRulesLoad installs the shipped rules with rstguard-rules.sh into a
+// scratch namespace that already has rules of its own, twice: one copy of
+// each rule and jump, in security FORWARD (after filter) and mangle
+// POSTROUTING, and the operator's rules untouched; remove restores the
+// ruleset exactly. Then it checks nftables.conf with nft -c (the kernel
+// validates the batch without committing it).
 func TestRulesLoad(t *testing.T) {
 	needRoot(t)
 	needTool(t, "iptables-restore", "iptables")
 	ns := netns(t, "rules")
-	want := "-A FORWARD -p tcp -m comment --comment rstguard -j NFQUEUE --queue-balance 0:1 --queue-bypass"
-	for _, v := range []struct{ restore, list, file string }{
-		{"iptables-restore", "iptables", "iptables.rules"},
-		{"ip6tables-restore", "ip6tables", "ip6tables.rules"},
-	} {
-		command(t, "ip", "netns", "exec", ns, v.restore, "--noflush", v.file)
-		out := command(t, "ip", "netns", "exec", ns, v.list, "-w", "-t", "mangle", "-S", "FORWARD")
-		if !strings.Contains(out, want) {
-			t.Errorf("%s: mangle FORWARD after loading %s:\n%s\nwant the rule %q", v.list, v.file, out, want)
+	for _, v := range []struct{ ipt, save string }{{"iptables", "iptables-save"}, {"ip6tables", "ip6tables-save"}} {
+		// The operator's own rules, before and after ours.
+		command(t, "ip", "netns", "exec", ns, v.ipt, "-t", "mangle", "-A", "FORWARD", "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN",
+			"-j", "TCPMSS", "--clamp-mss-to-pmtu")
+		command(t, "ip", "netns", "exec", ns, v.ipt, "-A", "FORWARD", "-p", "tcp", "--dport", "23", "-j", "DROP")
+		command(t, "ip", "netns", "exec", ns, v.ipt, "-t", "security", "-A", "FORWARD", "-p", "udp", "-j", "ACCEPT")
+	}
+	before := map[string][]string{}
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		before[save] = ruleLines(t, ns, save)
+	}
+	rulesScript(t, ns, "install")
+	rulesScript(t, ns, "install")
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		after := strings.Join(ruleLines(t, ns, save), "\n")
+		for _, want := range []string{
+			"-A FORWARD -p tcp -j RSTGUARD",
+			"-A RSTGUARD -j MARK --set-xmark 0x20000000/0x20000000",
+			`-A RSTGUARD -m comment --comment "rstguard: queue" -j NFQUEUE --queue-balance 0:1 --queue-bypass`,
+			"-A POSTROUTING -m mark --mark 0x20000000/0x60000000 -j RSTGUARD-UNJUDGED",
+			`-A RSTGUARD-UNJUDGED -m comment --comment "rstguard: unjudged"`,
+			`-A RSTGUARD-UNJUDGED -p tcp -m tcp --tcp-flags RST RST -m comment --comment "rstguard: unjudged reset" -j DROP`,
+			"-j TCPMSS --clamp-mss-to-pmtu", "--dport 23 -j DROP", "-A FORWARD -p udp -j ACCEPT",
+		} {
+			if n := strings.Count(after, want); n != 1 {
+				t.Errorf("%s after installing twice: %d copies of %q, want 1:\n%s", save, n, want, after)
+			}
+		}
+		if !strings.Contains(after, "*security") {
+			t.Errorf("%s: no security table", save)
+		}
+	}
+	if out := rulesScript(t, ns, "status"); !strings.Contains(out, "rstguard: unjudged reset") {
+		t.Errorf("status does not show the guard:\n%s", out)
+	}
+	rulesScript(t, ns, "remove")
+	rulesScript(t, ns, "remove") // removing what is not there is fine
+	for _, save := range []string{"iptables-save", "ip6tables-save"} {
+		if got := ruleLines(t, ns, save); strings.Join(got, "\n") != strings.Join(before[save], "\n") {
+			t.Errorf("%s after remove:\n%s\nwant the ruleset from before install:\n%s", save,
+				strings.Join(got, "\n"), strings.Join(before[save], "\n"))
 		}
 	}
 
@@ -584,11 +649,10 @@ func TestBypassWithoutDaemon(t *testing.T) {
 		{"ip", "-n", srv, "-6", "route", "add", "default", "via", "2001:db8:2::1"},
 		{"ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
 		{"ip", "netns", "exec", gw, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
-		{"ip", "netns", "exec", gw, "iptables-restore", "--noflush", "iptables.rules"},
-		{"ip", "netns", "exec", gw, "ip6tables-restore", "--noflush", "ip6tables.rules"},
 	} {
 		command(t, c...)
 	}
+	rulesScript(t, gw, "install")
 	for _, v := range []struct{ network, server, list string }{
 		{"tcp4", "198.51.100.2", "iptables"},
 		{"tcp6", "[2001:db8:2::2]", "ip6tables"},
@@ -628,7 +692,7 @@ func TestBypassWithoutDaemon(t *testing.T) {
 			t.Fatalf("%s: echo through the gateway: %v (bypass should let it through)", v.network, err)
 		}
 		// The packets did meet the NFQUEUE rule: its counter moved.
-		out := command(t, "ip", "netns", "exec", gw, v.list, "-w", "-t", "mangle", "-L", "FORWARD", "-v", "-x", "-n")
+		out := command(t, "ip", "netns", "exec", gw, v.list, "-w", "-t", "security", "-L", "RSTGUARD", "-v", "-x", "-n")
 		hits := uint64(0)
 		for _, line := range strings.Split(out, "\n") {
 			if f := strings.Fields(line); len(f) > 2 && f[2] == "NFQUEUE" {

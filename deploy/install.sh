@@ -60,6 +60,7 @@ fi
 for f in iptables.rules ip6tables.rules nftables.conf grafana-dashboard.json alerts.yml; do
 	install -m 0644 "$here/$f" "$DESTDIR$sharedir/$f"
 done
+install -m 0755 "$here/rstguard-rules.sh" "$DESTDIR$sharedir/rstguard-rules.sh"
 if [ -n "$example" ]; then
 	install -m 0644 "$example" "$DESTDIR$sharedir/config.example.toml"
 fi
@@ -70,8 +71,7 @@ if [ -z "$DESTDIR" ]; then
 next:
   $bindir/rstguard check-config $confdir/config.toml
   systemctl daemon-reload && systemctl enable --now rstguard
-  iptables-restore --noflush $sharedir/iptables.rules
-  ip6tables-restore --noflush $sharedir/ip6tables.rules
+  $sharedir/rstguard-rules.sh install      (iptables and ip6tables; idempotent)
   (or: nft -f $sharedir/nftables.conf, on a kernel with nft_queue)
 EOF
 fi
