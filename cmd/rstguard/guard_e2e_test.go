@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -181,8 +182,10 @@ func TestShippedRulesE2E(t *testing.T) {
 	// daemon exports the unjudged ones (fail-open: queue_full).
 	time.Sleep(500 * time.Millisecond)
 	k1 := guardCounters(ctx, t, l.gw)
-	l.waitFor(ctx, "the daemon to account the rules' unjudged counter", 3*rulesInterval, func() bool {
-		return l.metric("rstguard_unvalidated_packets_total") == float64(k1.unjudged)
+	l.waitFor(ctx, fmt.Sprintf("the daemon to account the rules' unjudged counter %+v", k1), 3*rulesInterval, func() bool {
+		v := l.metric("rstguard_unvalidated_packets_total")
+		t.Logf("daemon unvalidated %v, rules %+v, problems %v", v, k1, l.metric("rstguard_ruleset_problem"))
+		return v == float64(k1.unjudged)
 	})
 	judged := l.metric("rstguard_queue_packets_total")
 	if float64(k1.hits) != judged+float64(k1.unjudged) {
@@ -247,7 +250,7 @@ func guardCounters(ctx context.Context, t *testing.T, ns string) guardCount {
 	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
 		out := run(ctx, t, "ip", "netns", "exec", ns, cmd, "-c")
 		for _, line := range strings.Split(out, "\n") {
-			m := regexp.MustCompile(`^\[(\d+):\d+\].*--comment "?(rstguard: [a-z ]+?)"?( |$)`).FindStringSubmatch(line)
+			m := regexp.MustCompile(`^\[(\d+):\d+\].*--comment "(rstguard: [a-z ]+)"`).FindStringSubmatch(line)
 			if m == nil {
 				continue
 			}
