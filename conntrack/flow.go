@@ -287,8 +287,9 @@ func (f *Flow) Update(p *packet.Parsed, d Dir) {
 	}
 }
 
-// MaxShift is the largest window-scale shift (RFC 7323 2.3).
-const MaxShift = 14
+// MaxShift is the largest window-scale shift (RFC 7323 2.3), the one
+// packet clamps the option to.
+const MaxShift = packet.MaxWScale
 
 // learnScale raises the assumed window-scale shift of a picked-up flow's
 // receiver until its last advertised window covers end: the sender never

@@ -709,7 +709,7 @@ func (w *Worker) logDecision(p *packet.Parsed, d *policy.Decision, now int64) {
 		// is the mark of a middlebox or host that rejects them.
 		msg = "reset answers a SYN that carried ECN or reserved bits (RFC 3360 violator upstream)"
 		attrs = append(attrs, slog.String("peer", p.SrcAddrPort().Addr().String()),
-			slog.String("syn_flags", synFlagNames(d.SYNFlags)))
+			slog.String("syn_flags", policy.SYNFlagNames(d.SYNFlags)))
 	case p.Kind == packet.KindTCP && p.Flags&packet.RST != 0:
 		msg = "dropped reset"
 	}
@@ -717,29 +717,6 @@ func (w *Worker) logDecision(p *packet.Parsed, d *policy.Decision, now int64) {
 		msg += " (accepted with the mark_drop mark instead)"
 	}
 	w.log.LogAttrs(context.Background(), level, msg, attrs...)
-}
-
-func synFlagNames(f packet.Flags) string {
-	s := ""
-	add := func(n string) {
-		if s != "" {
-			s += ","
-		}
-		s += n
-	}
-	if f&packet.ECE != 0 {
-		add("ece")
-	}
-	if f&packet.CWR != 0 {
-		add("cwr")
-	}
-	if f&packet.AE != 0 {
-		add("ae")
-	}
-	if f&packet.Reserved != 0 {
-		add("reserved")
-	}
-	return s
 }
 
 // libLogger routes go-nfqueue's own messages to slog. Its errors are worth

@@ -49,6 +49,11 @@ const (
 	AE  Flags = 1 << 8
 	// Reserved covers the three remaining reserved bits (RFC 9293 3.1 "Rsrvd").
 	Reserved Flags = 0x7 << 9
+
+	// ECNReserved are the bits RFC 3360 says a middlebox must never reset
+	// or drop a SYN for: ECN's ECE and CWR (RFC 3168), AE and the reserved
+	// bits.
+	ECNReserved = ECE | CWR | AE | Reserved
 )
 
 // Has reports whether all bits of m are set.

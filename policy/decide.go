@@ -132,7 +132,7 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 // RFC 3360 (BCP 60) 2.1/3: a middlebox must not reset or drop a SYN because
 // of these bits; rstguard never does, it only counts them.
 func (e *Engine) countFlaggedSYN(fl packet.Flags) {
-	if fl&(packet.ECE|packet.CWR|packet.AE|packet.Reserved) == 0 {
+	if fl&packet.ECNReserved == 0 {
 		return
 	}
 	if fl&packet.ECE != 0 {
@@ -189,7 +189,7 @@ func (e *Engine) decideNew(p *packet.Parsed, k *conntrack.Key, side conntrack.Si
 	f := e.table.Flow(slot)
 	if syn && !ack {
 		f.InitSide = side
-		if fl := p.Flags & (packet.ECE | packet.CWR | packet.AE | packet.Reserved); fl != 0 {
+		if fl := p.Flags & packet.ECNReserved; fl != 0 {
 			f.Flags |= conntrack.FlowSYNFlagged
 			f.SYNFlags = fl
 		}
@@ -266,7 +266,7 @@ func (e *Engine) handleSYN(f *conntrack.Flow, slot uint32, d conntrack.Dir, p *p
 		if p.Seq != init.ISN {
 			*init = conntrack.Peer{}
 			initOptions(f, d, p)
-			f.SYNFlags = p.Flags & (packet.ECE | packet.CWR | packet.AE | packet.Reserved)
+			f.SYNFlags = p.Flags & packet.ECNReserved
 			f.Flags &^= conntrack.FlowSYNFlagged
 			if f.SYNFlags != 0 {
 				f.Flags |= conntrack.FlowSYNFlagged

@@ -68,6 +68,22 @@ func (f SYNFlag) String() string {
 	}
 }
 
+// SYNFlagNames names the ECN and reserved bits of f, as the flag label
+// values do: "ece,cwr,ae,reserved" (empty when none is set).
+func SYNFlagNames(f packet.Flags) string {
+	s := ""
+	for fl, bit := range [NumSYNFlags]packet.Flags{packet.ECE, packet.CWR, packet.AE, packet.Reserved} {
+		if f&bit == 0 {
+			continue
+		}
+		if s != "" {
+			s += ","
+		}
+		s += SYNFlag(fl).String()
+	}
+	return s
+}
+
 // Outcome of a reset, for the resets-by-state counter.
 type Outcome uint8
 
