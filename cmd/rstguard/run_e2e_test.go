@@ -238,7 +238,8 @@ func (l *e2eLab) startDaemon(ctx context.Context) {
 	l.stderr = new(lockedBuffer)
 	// A notify socket standing in for systemd (unix sockets are not
 	// bound to a network namespace), with a 400 ms watchdog.
-	l.notify = new(lockedBuffer)
+	notify := new(lockedBuffer)
+	l.notify = notify
 	sock := filepath.Join(filepath.Dir(l.cfgPath), "notify.sock")
 	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -252,7 +253,7 @@ func (l *e2eLab) startDaemon(ctx context.Context) {
 			if err != nil {
 				return
 			}
-			l.notify.Write(append(bytes.ReplaceAll(buf[:n], []byte("\n"), []byte(" ")), '\n'))
+			notify.Write(append(bytes.ReplaceAll(buf[:n], []byte("\n"), []byte(" ")), '\n'))
 		}
 	}()
 	cmd := exec.Command("ip", "netns", "exec", l.gw, l.bin, "run", "--config", l.cfgPath)
