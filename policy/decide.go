@@ -318,6 +318,22 @@ func (e *Engine) handleSYN(f *conntrack.Flow, slot uint32, d conntrack.Dir, p *p
 		// RFC 9293 3.10.7.4 (fourth check) and RFC 5961 4.2: a SYN in a
 		// synchronized state is answered by the endpoint with a challenge
 		// ACK; it is passed untouched and counted, and it changes nothing.
+		//
+		// rst_mode = "exact" protects endpoints that lack RFC 5961: an
+		// RFC 793 stack resets a synchronized connection on a SYN inside
+		// its window (RFC 793 p. 71, "If the SYN is in the window it is an
+		// error, send a reset"), the blind SYN attack of RFC 5961 4.1, so
+		// such a SYN is dropped. One outside the window passes: the
+		// endpoint answers it with an ACK (a challenge ACK), which is what
+		// lets a peer that rebooted and lost the connection recover: its
+		// reset in answer to that ACK carries the exact sequence number and
+		// closes the flow, and its next SYN opens a new incarnation. A
+		// rebooted peer whose new ISN happens to fall inside the old window
+		// recovers the same way once the surviving endpoint sends anything
+		// (data, a keepalive): the peer answers with such a reset.
+		if e.cfg.RSTMode == RSTModeExact && f.RecvWindow(d^1).Contains(p.Seq) {
+			return ReasonSYNInWindow
+		}
 		e.table.Touch(slot, st, now)
 		return ReasonSYNSynchronized
 	}

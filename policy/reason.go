@@ -47,6 +47,7 @@ const (
 	ReasonRSTSynSentBadACK // a reset answering a SYN whose ACK does not acknowledge it (RFC 9293 3.10.7.3)
 	ReasonRSTOutOfWindow   // a reset whose sequence number is outside the receiver's window (RFC 9293 3.10.7.4)
 	ReasonRSTNotExact      // rst_mode = "exact": in the window but not at an exact position (RFC 5961 3.2)
+	ReasonSYNInWindow      // rst_mode = "exact": a SYN inside the receiver's window of a synchronized flow (RFC 5961 4)
 	ReasonOutOfWindow      // a non-reset segment outside the window, drop_out_of_window = true
 	ReasonMalformed        // truncated or inconsistent headers
 
@@ -71,6 +72,7 @@ var reasonNames = [NumReasons]string{
 	ReasonRSTSynSentBadACK:      "rst_syn_sent_bad_ack",
 	ReasonRSTOutOfWindow:        "rst_out_of_window",
 	ReasonRSTNotExact:           "rst_not_exact",
+	ReasonSYNInWindow:           "syn_in_window",
 	ReasonOutOfWindow:           "out_of_window",
 	ReasonMalformed:             "malformed",
 }

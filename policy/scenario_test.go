@@ -119,6 +119,50 @@ func TestSegmentRules(t *testing.T) {
 			},
 		},
 		{
+			name: "exact mode: a SYN inside the receiver's window is dropped", clause: "RFC 5961 4.1/4.2 (blind in-window SYN; RFC 793 p. 71 resets on it)",
+			cfg: Config{RSTMode: RSTModeExact},
+			run: func(c *conv) Reason {
+				c.handshake(cISN, sISN, 502, 509, 7, 7)
+				// The client's SYN at the server's RCV.NXT + 100: inside the 509
+				// bytes the server announced.
+				return c.fromClient(seg{flags: packet.SYN, seq: c.cNxt + 100, win: 64240})
+			},
+			want: ReasonSYNInWindow,
+			check: func(t *testing.T, c *conv) {
+				if st := c.state(); st != conntrack.StateEstablished {
+					t.Errorf("state %s, want established (a dropped SYN changes nothing)", st)
+				}
+				// From the server's side too, across the 2^32 wrap (sISN
+				// is just below it).
+				if r := c.fromServer(seg{flags: packet.SYN, seq: c.sNxt + 10, win: 64240}); r != ReasonSYNInWindow {
+					t.Errorf("server SYN in the client's window: %s, want syn_in_window", r)
+				}
+			},
+		},
+		{
+			name: "exact mode: a SYN outside the window passes (the challenge ACK lets a rebooted peer recover)", clause: "RFC 5961 4.2; RFC 9293 3.10.7.4 fourth check",
+			cfg: Config{RSTMode: RSTModeExact},
+			run: func(c *conv) Reason {
+				c.handshake(cISN, sISN, 502, 509, 7, 7)
+				return c.fromClient(seg{flags: packet.SYN, seq: c.cNxt + 1<<31, win: 64240})
+			},
+			want: ReasonSYNSynchronized,
+			check: func(t *testing.T, c *conv) {
+				// The retransmitted handshake SYN (below RCV.NXT) passes too.
+				if r := c.fromClient(seg{flags: packet.SYN, seq: cISN, win: 64240}); r != ReasonSYNSynchronized {
+					t.Errorf("retransmitted SYN: %s, want syn_synchronized", r)
+				}
+			},
+		},
+		{
+			name: "window mode: an in-window SYN passes as before", clause: "RFC 5961 4.2 (the endpoint answers with a challenge ACK)",
+			run: func(c *conv) Reason {
+				c.handshake(cISN, sISN, 502, 509, 7, 7)
+				return c.fromClient(seg{flags: packet.SYN, seq: c.cNxt + 100, win: 64240})
+			},
+			want: ReasonSYNSynchronized,
+		},
+		{
 			name: "SYN in time_wait with a new ISN opens a new incarnation", clause: "RFC 9293 3.10.7.4; RFC 1122 4.2.2.13",
 			run: func(c *conv) Reason {
 				c.handshake(cISN, sISN, 502, 509, 7, 7)
