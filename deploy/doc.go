@@ -1,6 +1,8 @@
-// Package deploy holds rstguard's deployment files, not Go code: the systemd
-// unit (rstguard.service), the iptables, ip6tables and nftables rules that
-// queue forwarded TCP with bypass, the Grafana dashboard, the Prometheus
+// Package deploy holds rstguard's deployment files: the systemd unit
+// (rstguard.service), the iptables, ip6tables and nftables rules that queue
+// forwarded TCP with bypass and drop resets rstguard did not judge, with
+// rstguard-rules.sh to install and remove them (embedded for the lab, its
+// only Go code; it imports nothing of rstguard's), the Grafana dashboard, the Prometheus
 // alerting rules and install.sh. Its tests check them: the unit passes
 // systemd-analyze verify and keeps its hardening, the alert rules pass
 // promtool and their unit tests, every metric the dashboard and the alerts

@@ -362,8 +362,8 @@ func (e *Env) play(ctx context.Context, s Scenario) Observation {
 	return obs
 }
 
-// setGuard installs the NFQUEUE rule and starts the daemon (on), or stops
-// the daemon and removes the rule (off).
+// setGuard installs the shipped rules and starts the daemon (on), or stops
+// the daemon and removes the rules (off).
 func (e *Env) setGuard(ctx context.Context, on bool) error {
 	if !on {
 		if e.daemon != nil {
@@ -372,14 +372,16 @@ func (e *Env) setGuard(ctx context.Context, on bool) error {
 			}
 		}
 		if e.Guard {
-			if err := e.T.RemoveQueueRule(); err != nil {
+			if err := e.T.RemoveShippedRules(); err != nil {
 				return err
 			}
 		}
 		e.Guard = false
 		return nil
 	}
-	if err := e.T.InstallQueueRule("0", true); err != nil {
+	// The rules users install: queues 0:1, and resets the daemon did not
+	// judge dropped in mangle POSTROUTING.
+	if err := e.T.InstallShippedRules(); err != nil {
 		return err
 	}
 	e.Guard = true
@@ -390,7 +392,7 @@ func (e *Env) setGuard(ctx context.Context, on bool) error {
 func Config(mode, metricsAddr string) string {
 	return fmt.Sprintf(`# rstguard lab configuration (generated)
 [queue]
-numbers = [0]
+numbers = "0:1"
 
 [policy]
 rst_mode = %q

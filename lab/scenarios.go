@@ -15,6 +15,7 @@ import (
 
 	"github.com/rstguard/rstguard/packet"
 	"github.com/rstguard/rstguard/packet/craft"
+	"github.com/rstguard/rstguard/ruleset"
 )
 
 // Scenarios returns the lab's scenarios in the order they are played (the
@@ -107,6 +108,13 @@ func Scenarios() []Scenario {
 			Expect:   "forged IPv6 resets dropped; transfer completes intact",
 			Run:      func(ctx context.Context, e *Env) (Observation, error) { return blindReset(ctx, e, true, false) },
 			CheckOn:  all(delivered(0), droppedByGuard, outcome(OutcomeSurvived)),
+			CheckOff: allDelivered,
+		},
+		{
+			Name:     "reset-during-flood",
+			Expect:   "forged resets during a SYN flood not delivered; both transfers intact",
+			Run:      floodReset,
+			CheckOn:  all(delivered(0), outcome(OutcomeSurvived)),
 			CheckOff: allDelivered,
 		},
 		{
@@ -601,4 +609,115 @@ func fastOpen(ctx context.Context, e *Env) (Observation, error) {
 		obs.Note = "no data on SYN (no cookie?)"
 	}
 	return obs, nil
+}
+
+// Flood bounds: the SYN flood of reset-during-flood lasts at most floodTime
+// and floodMax packets.
+const (
+	floodTime = 8 * time.Second
+	floodMax  = 4_000_000
+)
+
+// floodReset plays forged resets during a flood that exceeds the daemon's
+// rate: two paced transfers, a SYN flood from the attacker (its own address,
+// 198.51.100.66, to closed ports of the client, so every packet crosses the
+// gateway's queue rule) for floodTime, and 8 resets far outside each
+// transfer's window fired in the middle of it. Under the flood most packets
+// take the kernel's fail-open path unjudged; the shipped rules drop the
+// resets among them, so none of the forged ones is delivered either way.
+// The note says how many packets bypassed validation (the rules' counter).
+func floodReset(ctx context.Context, e *Env) (Observation, error) {
+	var trs []*Transfer
+	for range 2 {
+		tr, err := e.T.StartTransfer(ctx, false, 8<<20, floodTime+2*time.Second)
+		if err != nil {
+			return Observation{}, err
+		}
+		defer tr.Close()
+		trs = append(trs, tr)
+	}
+	for _, tr := range trs {
+		if err := tr.WaitProgress(ctx, 0.05); err != nil {
+			return Observation{}, err
+		}
+	}
+	var before ruleset.Counters
+	if e.Guard {
+		c, err := e.T.GuardCounters()
+		if err != nil {
+			return Observation{}, err
+		}
+		before = c
+	}
+	// The flood, in the background, bounded by time and count.
+	fctx, cancel := context.WithTimeout(ctx, floodTime)
+	defer cancel()
+	sent := make(chan int, 1)
+	go func() { sent <- e.synFlood(fctx, floodMax) }()
+
+	// The resets, once the flood is well under way.
+	time.Sleep(floodTime / 2)
+	forged := 0
+	for _, tr := range trs {
+		nxt, err := e.rcvNxt(ctx, &tr.Pair)
+		if err != nil {
+			cancel()
+			<-sent
+			return Observation{}, err
+		}
+		for i := range 8 {
+			if err := e.Attacker.Send(forgedFromServer(&tr.Pair, nxt+1<<31+uint32(i)*100_000, 0, packet.RST)); err != nil {
+				cancel()
+				<-sent
+				return Observation{}, err
+			}
+			forged++
+		}
+	}
+	n := <-sent
+	out := OutcomeSurvived
+	for _, tr := range trs {
+		if o := tr.Wait(); o != OutcomeSurvived {
+			out = o
+		}
+	}
+	note := fmt.Sprintf("flood %d SYNs", n)
+	if e.Guard {
+		after, err := e.T.GuardCounters()
+		if err != nil {
+			return Observation{}, err
+		}
+		note += fmt.Sprintf(", %d packets bypassed validation (%d of %d queued), %d unjudged resets dropped",
+			after.Unjudged-before.Unjudged, after.Unjudged-before.Unjudged, after.QueueRule-before.QueueRule,
+			after.UnjudgedResets-before.UnjudgedResets)
+	}
+	return Observation{Forged: forged, Outcome: out, Note: note}, nil
+}
+
+// synFlood sends SYNs from the attacker's own address to closed ports of
+// the client (a new source port each) until ctx ends or max are sent, and
+// returns how many it sent. Every address is the lab's own.
+func (e *Env) synFlood(ctx context.Context, max int) int {
+	const variants = 4096
+	pkts := make([][]byte, 0, variants)
+	for i := range variants {
+		b, err := (Segment{
+			Src: netip.AddrPortFrom(AttackerV4, uint16(10000+i)), Dst: netip.AddrPortFrom(ClientV4, 9),
+			Seq: uint32(i) * 2654435761, Flags: packet.SYN, Window: 64240, TTL: 64,
+		}).Bytes()
+		if err != nil {
+			return 0
+		}
+		pkts = append(pkts, b)
+	}
+	n := 0
+	for ; n < max; n++ {
+		if n%1024 == 0 && ctx.Err() != nil {
+			break
+		}
+		if e.Attacker.SendRaw(pkts[n%variants], ClientV4) != nil {
+			continue // ENOBUFS under load: the flood is best effort
+		}
+	}
+	return n
 }

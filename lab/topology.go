@@ -67,6 +67,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rstguard/rstguard/deploy"
+	"github.com/rstguard/rstguard/ruleset"
 	"io"
 	"net"
 	"net/http"
@@ -563,6 +565,47 @@ func (t *Topology) InstallQueueRule(queues string, bypass bool) error {
 	}
 	t.queued = args
 	return nil
+}
+
+// InstallShippedRules installs the rules users install
+// (deploy/rstguard-rules.sh install: rstguard's chains in security FORWARD
+// and mangle POSTROUTING, IPv4 and IPv6) in the gateway, from the copies
+// embedded in the binary.
+func (t *Topology) InstallShippedRules() error { return t.shippedRules("install") }
+
+// RemoveShippedRules removes them again (rstguard-rules.sh remove).
+func (t *Topology) RemoveShippedRules() error { return t.shippedRules("remove") }
+
+func (t *Topology) shippedRules(action string) error {
+	dir, err := os.MkdirTemp("", "rstguard-rules-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for name, b := range map[string][]byte{
+		"iptables.rules": deploy.IPTablesRules, "ip6tables.rules": deploy.IP6TablesRules, "rstguard-rules.sh": deploy.RulesScript,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	_, err = t.Exec(Gateway, "sh", filepath.Join(dir, "rstguard-rules.sh"), action)
+	return err
+}
+
+// GuardCounters reads the shipped rules' counters in the gateway.
+func (t *Topology) GuardCounters() (ruleset.Counters, error) {
+	var c ruleset.Counters
+	for _, cmd := range []string{"iptables-save", "ip6tables-save"} {
+		out, err := t.Exec(Gateway, cmd, "-c")
+		if err != nil {
+			return c, err
+		}
+		if err := c.Parse([]byte(out)); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // RemoveQueueRule deletes the rule InstallQueueRule added (IPv4 and IPv6);
