@@ -82,28 +82,9 @@ func TestShippedRulesE2E(t *testing.T) {
 	l.writeConfig(string(example))
 	os.Remove(GuardStatePath) // a state file of an earlier test's daemon
 
-	var ln net.Listener
-	if err := inNS(l.srv, func() (err error) {
-		ln, err = net.Listen("tcp4", net.JoinHostPort(e2eServerIP, strconv.Itoa(e2eSrvPort)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go serve(ln)
+	l.serveTCP4()
 	sniff := newSniffer(t, l.cli)
-	dial := func() net.Conn {
-		t.Helper()
-		var c net.Conn
-		if err := inNS(l.cli, func() (err error) {
-			c, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp4", net.JoinHostPort(e2eServerIP, strconv.Itoa(e2eSrvPort)))
-			return err
-		}); err != nil {
-			t.Fatalf("dial through the gateway: %v", err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := l.dial
 
 	l.startDaemon(ctx)
 	// Every host pair guarded: both queues of the rules are bound, the

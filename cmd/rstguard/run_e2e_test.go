@@ -209,6 +209,35 @@ func newE2ELab(ctx context.Context, t *testing.T) *e2eLab {
 	return l
 }
 
+// serveTCP4 runs the application server on the server's IPv4 address
+// until the test ends.
+func (l *e2eLab) serveTCP4() {
+	l.t.Helper()
+	var ln net.Listener
+	if err := inNS(l.srv, func() (err error) {
+		ln, err = net.Listen("tcp4", net.JoinHostPort(e2eServerIP, strconv.Itoa(e2eSrvPort)))
+		return err
+	}); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { ln.Close() })
+	go serve(ln)
+}
+
+// dial connects from the client to the server through the gateway.
+func (l *e2eLab) dial() net.Conn {
+	l.t.Helper()
+	var c net.Conn
+	if err := inNS(l.cli, func() (err error) {
+		c, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp4", net.JoinHostPort(e2eServerIP, strconv.Itoa(e2eSrvPort)))
+		return err
+	}); err != nil {
+		l.t.Fatalf("dial through the gateway: %v", err)
+	}
+	l.t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func (l *e2eLab) writeConfig(body string) {
 	l.t.Helper()
 	if err := os.WriteFile(l.cfgPath, []byte(body), 0o644); err != nil {
@@ -552,15 +581,7 @@ func TestDaemonE2E(t *testing.T) {
 	l.cfgPath = filepath.Join(dir, "config.toml")
 	l.writeConfig(e2eConfig("window"))
 
-	var ln net.Listener
-	if err := inNS(l.srv, func() (err error) {
-		ln, err = net.Listen("tcp4", net.JoinHostPort(e2eServerIP, strconv.Itoa(e2eSrvPort)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go serve(ln)
+	l.serveTCP4()
 	var ln6 net.Listener
 	if err := inNS(l.srv, func() (err error) {
 		ln6, err = net.Listen("tcp6", net.JoinHostPort(e2eServerIP6, strconv.Itoa(e2eSrvPort)))
@@ -571,18 +592,7 @@ func TestDaemonE2E(t *testing.T) {
 	defer ln6.Close()
 	go serve(ln6)
 	sniff := newSniffer(t, l.cli)
-	dial := func() net.Conn {
-		t.Helper()
-		var c net.Conn
-		if err := inNS(l.cli, func() (err error) {
-			c, err = (&net.Dialer{Timeout: 5 * time.Second}).Dial("tcp4", net.JoinHostPort(e2eServerIP, strconv.Itoa(e2eSrvPort)))
-			return err
-		}); err != nil {
-			t.Fatalf("dial through the gateway: %v", err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	dial := l.dial
 
 	l.startDaemon(ctx)
 
