@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/rstguard/rstguard/config/queuerange"
 )
 
 // Load reads and parses the file at path. An empty file gives Default with
@@ -513,7 +515,7 @@ func decodeQueueNumbers(d *decoder, path []string, v any, c *Config) {
 			check(n)
 		}
 	case string:
-		a, b, ok := splitQueueRange(v)
+		a, b, ok := queuerange.Split(v)
 		if !ok {
 			d.errorf(path, "%q is not a queue range; %s", v, how)
 			return
@@ -549,38 +551,6 @@ func decodeQueueNumbers(d *decoder, path []string, v any, c *Config) {
 		seen[q] = true
 	}
 	c.Queue.Numbers = qs
-}
-
-// splitQueueRange reads "N" or "FIRST:LAST" (iptables --queue-balance
-// syntax) as two integers, without checking their order or range.
-func splitQueueRange(s string) (a, b int64, ok bool) {
-	first, last, isRange := strings.Cut(strings.TrimSpace(s), ":")
-	a, errA := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
-	b, errB := a, error(nil)
-	if isRange {
-		b, errB = strconv.ParseInt(strings.TrimSpace(last), 10, 64)
-	}
-	return a, b, errA == nil && errB == nil
-}
-
-// ParseQueueRange parses a queue range as `[queue] numbers` and iptables
-// --queue-balance write it, "FIRST:LAST" with both ends included, or a
-// single "N", into the list of queues (for tools that take it as a flag).
-func ParseQueueRange(s string) ([]uint16, error) {
-	a, b, ok := splitQueueRange(s)
-	switch {
-	case !ok:
-		return nil, fmt.Errorf("%q is not a queue range; write N or FIRST:LAST", s)
-	case a > b:
-		return nil, fmt.Errorf("range %q runs backwards; write the lower queue first", s)
-	case a < 0 || b > math.MaxUint16:
-		return nil, fmt.Errorf("range %q is out of range; queue numbers go from 0 to 65535", s)
-	}
-	qs := make([]uint16, 0, b-a+1)
-	for n := a; n <= b; n++ {
-		qs = append(qs, uint16(n))
-	}
-	return qs, nil
 }
 
 // decodeListen decodes [metrics] listen: "" or host:port with a port from 1

@@ -2,7 +2,6 @@ package config
 
 import (
 	"os"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -148,27 +147,4 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
-}
-
-// TestParseQueueRange: the flag form of [queue] numbers' range string.
-func TestParseQueueRange(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want []uint16
-		ok   bool
-	}{
-		{"0:3", []uint16{0, 1, 2, 3}, true},
-		{" 5 ", []uint16{5}, true},
-		{"7:7", []uint16{7}, true},
-		{"3:1", nil, false},
-		{"0:65536", nil, false},
-		{"-1:2", nil, false},
-		{"a:b", nil, false},
-		{"", nil, false},
-	} {
-		got, err := ParseQueueRange(tc.in)
-		if (err == nil) != tc.ok || !slices.Equal(got, tc.want) {
-			t.Errorf("ParseQueueRange(%q) = %v, %v; want %v (ok=%v)", tc.in, got, err, tc.want, tc.ok)
-		}
-	}
 }

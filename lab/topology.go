@@ -67,6 +67,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/rstguard/rstguard/config/queuerange"
 	"github.com/rstguard/rstguard/deploy"
 	"github.com/rstguard/rstguard/ruleset"
 	"io"
@@ -627,12 +628,11 @@ func (t *Topology) RemoveQueueRule() error {
 }
 
 func queueRuleArgs(queues string, bypass bool) []string {
-	lo, hi, balance := strings.Cut(queues, ":")
-	if !isUint16(lo) || balance && !isUint16(hi) {
+	if _, err := queuerange.Parse(queues); err != nil {
 		return nil
 	}
 	args := []string{"-p", "tcp", "-j", "NFQUEUE"}
-	if balance {
+	if strings.Contains(queues, ":") {
 		args = append(args, "--queue-balance", queues)
 	} else {
 		args = append(args, "--queue-num", queues)
@@ -641,20 +641,6 @@ func queueRuleArgs(queues string, bypass bool) []string {
 		args = append(args, "--queue-bypass")
 	}
 	return args
-}
-
-func isUint16(s string) bool {
-	if s == "" || len(s) > 5 {
-		return false
-	}
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n <= 65535
 }
 
 // Daemon is an `rstguard run` process inside the gateway namespace.

@@ -15,7 +15,8 @@
 //
 // The rules are read with iptables-save -c and ip6tables-save -c (both the
 // nf_tables and the legacy back end print the same format); the package
-// imports nothing of rstguard's and does no I/O beyond running them.
+// imports only config/queuerange of rstguard's and does no I/O beyond
+// running them.
 package ruleset
 
 import (
@@ -27,6 +28,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/rstguard/rstguard/config/queuerange"
 )
 
 // Comments naming the shipped rules.
@@ -137,15 +140,9 @@ func queuesOf(line string) ([]uint16, error) {
 			}
 			return []uint16{uint16(n)}, nil
 		case "--queue-balance":
-			a, b, ok := strings.Cut(f[i+1], ":")
-			lo, err1 := strconv.ParseUint(a, 10, 16)
-			hi, err2 := strconv.ParseUint(b, 10, 16)
-			if !ok || err1 != nil || err2 != nil || lo > hi {
-				return nil, fmt.Errorf("bad --queue-balance %q", f[i+1])
-			}
-			qs := make([]uint16, 0, hi-lo+1)
-			for q := lo; q <= hi; q++ {
-				qs = append(qs, uint16(q))
+			qs, err := queuerange.Parse(f[i+1])
+			if err != nil {
+				return nil, fmt.Errorf("--queue-balance: %w", err)
 			}
 			return qs, nil
 		}

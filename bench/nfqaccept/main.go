@@ -54,7 +54,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/rstguard/rstguard/config"
+	"github.com/rstguard/rstguard/config/queuerange"
 )
 
 type options struct {
@@ -126,7 +126,7 @@ func main() {
 func parseQueues(s string) ([]uint16, error) {
 	var out []uint16
 	for _, part := range strings.Split(s, ",") {
-		qs, err := config.ParseQueueRange(part)
+		qs, err := queuerange.Parse(part)
 		if err != nil {
 			return nil, err
 		}

@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rstguard/rstguard/config"
+	"github.com/rstguard/rstguard/config/queuerange"
 	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
@@ -39,7 +39,7 @@ func main() {
 	rcvbuf := flag.Int("rcvbuf", 4<<20, "socket receive buffer in bytes")
 	verbose := flag.Bool("v", false, "log the workers' lines (debug level) to standard error")
 	flag.Parse()
-	qs, err := config.ParseQueueRange(*queues)
+	qs, err := queuerange.Parse(*queues)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "nfqguard: -queues %q: %v\n", *queues, err)
 		os.Exit(2)
