@@ -14,8 +14,10 @@
 //
 //	flock /tmp/rstguard-netns.lock env RSTGUARD_E2E=1 go test -count=1 -v ./deploy/nspawn/
 //
-// Without RSTGUARD_E2E=1 a missing privilege or tool skips the test; with
-// it, the test fails. RSTGUARD_JOURNAL_PRIORITY_CHECK=1 turns the journal
+// Without RSTGUARD_E2E=1 the test skips (naming what is missing, if
+// anything): a plain go test ./... as root must not download a Debian root
+// or boot containers outside the netns lock. With it, a missing privilege
+// or tool fails the test. RSTGUARD_JOURNAL_PRIORITY_CHECK=1 turns the journal
 // priority check into a failure (until the daemon logs with priorities it
 // is reported as an expected failure).
 package nspawn
