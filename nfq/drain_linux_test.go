@@ -109,6 +109,12 @@ func startWorker(t *testing.T, cfg Config, opts Options) (w *Worker, stop func()
 		stop()
 		t.Fatal("queue not bound within 5 s")
 	}
+	// The one bind message set the copy parameters (nfqnl_recv_config
+	// applies NFQA_CFG_PARAMS after creating the instance).
+	if q, bound, err := procQueue(ProcPath, cfg.Queue); err != nil || !bound || q.CopyMode != nfqnlCopyPacket || q.CopyRange != w.copyRange() {
+		stop()
+		t.Fatalf("after the bind /proc shows %+v bound %v (%v); want copy mode %d range %d", q, bound, err, nfqnlCopyPacket, w.copyRange())
+	}
 	return w, stop, runErr
 }
 

@@ -64,7 +64,7 @@ func rebindChild(t *testing.T) {
 	// blocked read fail with net.ErrClosed (and the kernel unbinds the
 	// queue, as it would for a socket lost any other way). Closing the raw
 	// descriptor would not wake the runtime's poller.
-	w.nf.Con.Close()
+	w.conn.Close()
 	waitUntil("a re-bind", func() bool { return w.stats.Rebinds.Load() == 1 && w.stats.Bound.Load() })
 	before = w.stats.Packets.Load()
 	if got := sendAndCount(10); got != 10 || w.stats.Packets.Load()-before != 10 {

@@ -29,9 +29,22 @@ type Stats struct {
 	Panics atomic.Uint64
 	// LogSuppressed counts per-packet log lines the rate limit suppressed.
 	LogSuppressed atomic.Uint64
+	// Unjudged counts packets accepted without a decision, and so without
+	// the judged mark: a message without its payload, or cut short
+	// (Truncated), or a recovered panic (Panics).
+	Unjudged atomic.Uint64
+	// Truncated counts messages larger than a receive slot (MSG_TRUNC).
+	Truncated atomic.Uint64
+	// BadMessages counts netlink messages from the kernel that could not
+	// be parsed (no packet id, lengths that do not add up).
+	BadMessages atomic.Uint64
+	// GSOPackets counts GSO super-packets queued unsegmented
+	// (NFQA_SKB_INFO NFQA_SKB_GSO).
+	GSOPackets atomic.Uint64
 	// Bound is true while the queue is bound to this worker's socket.
 	Bound atomic.Bool
-	// Latency is the decision latency: engine.Process, parse to verdict.
+	// Latency is the verdict latency: from the receive of a burst to the
+	// send of its verdicts, observed once per packet of the burst.
 	Latency Histogram
 }
 
@@ -53,7 +66,10 @@ type Histogram struct {
 }
 
 // Observe adds one duration of ns nanoseconds.
-func (h *Histogram) Observe(ns int64) {
+func (h *Histogram) Observe(ns int64) { h.ObserveN(ns, 1) }
+
+// ObserveN adds n observations of ns nanoseconds.
+func (h *Histogram) ObserveN(ns int64, n uint64) {
 	if ns < 0 {
 		ns = 0
 	}
@@ -61,8 +77,8 @@ func (h *Histogram) Observe(ns int64) {
 	for i < len(LatencyBounds) && ns > LatencyBounds[i] {
 		i++
 	}
-	h.buckets[i].Add(1)
-	h.sumNs.Add(uint64(ns))
+	h.buckets[i].Add(n)
+	h.sumNs.Add(n * uint64(ns))
 }
 
 // Snapshot returns the cumulative bucket counts (count of observations <=

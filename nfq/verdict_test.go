@@ -3,12 +3,9 @@ package nfq
 import (
 	"encoding/binary"
 	"testing"
-	"unsafe"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"golang.org/x/sys/unix"
-
-	"github.com/rstguard/rstguard/policy"
 )
 
 // sentVerdict is one verdict message as the kernel would parse it.
@@ -69,11 +66,6 @@ func TestBatchingKeepsIndividualVerdicts(t *testing.T) {
 	if err := unix.SetNonblock(fds[0], true); err != nil { // a full peer fails a send, never blocks the test
 		t.Fatal(err)
 	}
-	// Keep a datagram waiting on w.fd: moreWaiting says "more", so
-	// accepts batch up until something else flushes them.
-	if _, err := unix.Write(fds[1], []byte{1}); err != nil {
-		t.Fatal(err)
-	}
 	type want struct {
 		verdict int
 		mark    uint32
@@ -85,7 +77,7 @@ func TestBatchingKeepsIndividualVerdicts(t *testing.T) {
 	for i, s := range seq {
 		w.give(uint32(100+i), s.verdict, s.mark, s.hasMark)
 	}
-	w.flush()
+	w.flushVerdicts()
 
 	var got []sentVerdict
 	buf := make([]byte, 4096)
@@ -129,6 +121,7 @@ func TestBatchingKeepsIndividualVerdicts(t *testing.T) {
 	if a := testing.AllocsPerRun(200, func() {
 		w.give(id, nfqueue.NfAccept, 0x40000000, true)
 		w.give(id+1, nfqueue.NfDrop, 0, false)
+		w.flushVerdicts()
 		id += 2
 	}); a != 0 {
 		t.Errorf("give allocates %.1f times per pair", a)
@@ -176,52 +169,3 @@ func TestAcceptMark(t *testing.T) {
 }
 
 func ptr(v uint32) *uint32 { return &v }
-
-// BenchmarkBurst: a burst of 64 packets (SYNs, data ACKs, out-of-window
-// resets) decided and answered with as few verdict messages
-// as batching allows, written to a socketpair that is drained after each
-// burst. Receive parsing is still go-nfqueue's and not measured here; nothing
-// waits on the socket, so moreWaiting says "no" and every accept is its own
-// sendto: this is the worst case of today's path (syscalls dominate).
-func BenchmarkBurst(b *testing.B) {
-	w := newTestWorker(b, policy.DefaultConfig(), nil)
-	w.lim.set(0, 0)
-	establish(b, w)
-	w.SetJudged(Mark{0x40000000, 0x40000000})
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
-	unix.SetNonblock(fds[1], true)
-	w.fd = fds[0]
-	var burst [64][]byte
-	for i := range burst {
-		switch i % 8 {
-		case 0:
-			burst[i] = tcp4(b, seg{seq: uint32(7000 + i), syn: true})
-		case 7:
-			burst[i] = tcp4(b, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
-		default:
-			burst[i] = tcp4(b, seg{seq: 1001, ack: 5001, ackf: true})
-		}
-	}
-	var sink [4096]byte
-	b.ReportAllocs()
-	id := uint32(0)
-	for b.Loop() {
-		for _, p := range burst {
-			v, m, has := w.handle(p, 0, 0x20000000)
-			w.give(id, v, m, has)
-			id++
-		}
-		w.flush()
-		for {
-			if _, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fds[1]), uintptr(unsafe.Pointer(&sink[0])), uintptr(len(sink)), 0, 0, 0); e != 0 {
-				break
-			}
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(burst)), "ns/packet")
-}
