@@ -122,6 +122,16 @@ var (
 		"Times the queue was re-bound after its netlink socket became unusable.", "queue")
 	descLatency = desc("decision_duration_seconds",
 		"Time to decide one packet (parse, flow lookup, policy, flow update), by queue.", "queue")
+	descVerdictLatency = desc("verdict_latency_seconds",
+		"Time from the receive of a burst of packets to the send of their verdicts, observed once per packet: how long each packet waited in the daemon, by queue.", "queue")
+	descUnjudged = desc("queue_unjudged_packets_total",
+		"Packets accepted without a decision and so without the judged mark (no payload in the message, a message cut short, a recovered panic); the guard rule drops those that are resets.", "queue")
+	descTruncated = desc("queue_truncated_messages_total",
+		"Messages from the kernel larger than the receive slot (copy_range too large for the buffer); their packets are unjudged.", "queue")
+	descBadMessages = desc("queue_bad_messages_total",
+		"Netlink messages from the kernel that could not be parsed.", "queue")
+	descGSO = desc("queue_gso_packets_total",
+		"GSO super-packets queued unsegmented (queue gso = true).", "queue")
 	descPanics = desc("panics_recovered_total",
 		"Panics recovered while handling a packet; each such packet was accepted.", "queue")
 	descLogSuppressed = desc("log_lines_suppressed_total",
@@ -148,7 +158,8 @@ var allDescs = []*prometheus.Desc{
 	descPackets, descResets, descSYNFlagged, descFlows, descFlowsCreated, descFlowsExpired,
 	descFlowsEvicted, descUntracked, descGaps, descOneWay, descQueuePackets, descQueueKernelDropped,
 	descQueueUserDropped, descQueueLength, descQueueBound, descMarkedDrops, descVerdictErrors,
-	descReceiveErrors, descRebinds, descLatency, descPanics, descLogSuppressed, descReconfigured,
+	descReceiveErrors, descRebinds, descLatency, descVerdictLatency, descUnjudged, descTruncated,
+	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
 	descReloads, descReloadsFailed, descUnvalidated, descUnvalidatedResets, descQueueRule,
 	descRulesetProblem, descBuildInfo,
 }
@@ -259,15 +270,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descReceiveErrors, s.ReceiveErrors.Load(), ql)
 		counter(descRebinds, s.Rebinds.Load(), ql)
 		counter(descPanics, s.Panics.Load(), ql)
+		counter(descUnjudged, s.Unjudged.Load(), ql)
+		counter(descTruncated, s.Truncated.Load(), ql)
+		counter(descBadMessages, s.BadMessages.Load(), ql)
+		counter(descGSO, s.GSOPackets.Load(), ql)
 		counter(descLogSuppressed, s.LogSuppressed.Load(), ql)
 		counter(descReconfigured, q.Engine.Stats().Reconfigured.Load(), ql)
 
-		cum, sum := s.Latency.Snapshot()
-		buckets := make(map[float64]uint64, len(bounds))
-		for i, b := range bounds {
-			buckets[b] = cum[i]
+		for _, hd := range []struct {
+			h *nfq.Histogram
+			d *prometheus.Desc
+		}{{&s.Latency, descLatency}, {&s.VerdictLatency, descVerdictLatency}} {
+			cum, sum := hd.h.Snapshot()
+			buckets := make(map[float64]uint64, len(bounds))
+			for i, b := range bounds {
+				buckets[b] = cum[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(hd.d, cum[len(cum)-1], sum, buckets, ql)
 		}
-		ch <- prometheus.MustNewConstHistogram(descLatency, cum[len(cum)-1], sum, buckets, ql)
 	}
 	counter(descReloads, c.proc.ReloadsOK.Load())
 	counter(descReloadsFailed, c.proc.ReloadsFailed.Load())

@@ -1,6 +1,8 @@
-// Package nfq is rstguard's only kernel I/O: it binds NFQUEUE queues with
-// go-nfqueue, runs one worker (one goroutine, one policy.Engine shard) per
-// queue, and gives every packet its verdict.
+// Package nfq is rstguard's only kernel I/O: it binds NFQUEUE queues over
+// mdlayher/netlink sockets, runs one worker (one goroutine, one
+// policy.Engine shard) per queue, and gives every packet its verdict. It
+// imports the engine packages (policy, conntrack, packet) and nothing of the
+// daemon (config, metrics, cmd).
 //
 // The kernel's --queue-balance hashes both directions of a flow to the same
 // queue, so each worker owns its flows without locks (SPEC section 2).

@@ -43,9 +43,14 @@ type Stats struct {
 	GSOPackets atomic.Uint64
 	// Bound is true while the queue is bound to this worker's socket.
 	Bound atomic.Bool
-	// Latency is the verdict latency: from the receive of a burst to the
-	// send of its verdicts, observed once per packet of the burst.
+	// Latency is the decision time of one packet (parse, flow lookup,
+	// policy, flow update): a burst's decision time divided by its
+	// packets, observed once per packet of the burst.
 	Latency Histogram
+	// VerdictLatency is from the receive of a burst to the send of its
+	// verdicts, observed once per packet of the burst: how long each
+	// packet waited in the daemon.
+	VerdictLatency Histogram
 }
 
 // LatencyBounds are the upper bounds, in nanoseconds, of the decision
