@@ -31,10 +31,25 @@ type Config struct {
 	Metrics   Metrics   `toml:"metrics"`
 	Log       Log       `toml:"log"`
 	Guard     Guard     `toml:"guard"`
+	Events    Events    `toml:"events"`
 }
 
 // Guard is [guard]: how rstguard and the shipped firewall rules keep resets
 // it did not judge from being delivered (deploy/iptables.rules).
+// Events configures the event log (package events): one JSON line per
+// dropped packet and per reset decision.
+type Events struct {
+	// Path is the file the lines are appended to, reopened on SIGHUP
+	// (logrotate); "" writes no file.
+	Path string `toml:"path"`
+	// Journal also writes every line to standard output, which systemd
+	// stores in the journal.
+	Journal bool `toml:"journal"`
+	// RingSize is each queue's buffer of events waiting to be written;
+	// when it is full, events are counted in rstguard_events_lost_total.
+	RingSize int `toml:"ring_size"`
+}
+
 type Guard struct {
 	// JudgedMark is written on every packet rstguard accepts: the mark bits
 	// of Mask are replaced by Value, the packet's other bits are kept. The
@@ -133,6 +148,7 @@ const (
 	DefaultMetricsListen       = "127.0.0.1:9813"
 	DefaultLogRateLimit        = 10
 	DefaultLogBurst            = 20
+	DefaultEventRing           = 1 << 16
 )
 
 // Limits enforced on values.
@@ -150,6 +166,8 @@ const (
 	MinTimeout                     = time.Second
 	MaxTimeout                     = 365 * 24 * time.Hour
 	MaxLogBurst                    = 1 << 20
+	MinEventRing                   = 1 << 10
+	MaxEventRing                   = 1 << 22
 	MaxLogRateLimit        float64 = 1e6
 )
 
@@ -177,6 +195,7 @@ func Default() *Config {
 		},
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Guard:   Guard{JudgedMark: MaskedMark{Value: JudgedBit, Mask: JudgedBit}},
+		Events:  Events{RingSize: DefaultEventRing},
 		Log: Log{
 			Level:     "info",
 			Format:    "text",

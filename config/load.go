@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -188,6 +189,12 @@ func buildSchema() *node {
 		}},
 		{name: "guard", children: []*node{
 			{name: "judged_mark", decode: decodeMaskedMark},
+		}},
+		{name: "events", children: []*node{
+			{name: "path", decode: decodeEventsPath},
+			boolKey("journal", func(c *Config) *bool { return &c.Events.Journal }),
+			intKey("ring_size", MinEventRing, MaxEventRing, " (events per queue waiting to be written)",
+				func(c *Config) *int { return &c.Events.RingSize }),
 		}},
 	}}
 }
@@ -551,6 +558,20 @@ func decodeQueueNumbers(d *decoder, path []string, v any, c *Config) {
 		seen[q] = true
 	}
 	c.Queue.Numbers = qs
+}
+
+// decodeEventsPath decodes [events] path: "" or an absolute file name.
+func decodeEventsPath(d *decoder, path []string, v any, c *Config) {
+	s, ok := v.(string)
+	if !ok {
+		d.errorf(path, `must be a string, not %s; give an absolute file name such as "/var/log/rstguard/events.jsonl", or "" for no file`, describe(v))
+		return
+	}
+	if s != "" && !filepath.IsAbs(s) {
+		d.errorf(path, `%q is not an absolute path; the daemon's working directory is not yours: write it in full, such as "/var/log/rstguard/events.jsonl"`, s)
+		return
+	}
+	c.Events.Path = s
 }
 
 // decodeListen decodes [metrics] listen: "" or host:port with a port from 1

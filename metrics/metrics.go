@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/events"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
 	"github.com/rstguard/rstguard/ruleset"
@@ -30,6 +31,8 @@ type Process struct {
 	// Guard accounts the packets that reached the queue rule without
 	// being judged (nil: the rules are not read).
 	Guard *ruleset.Accountant
+	// Events is the event log's writer (nil: no event log).
+	Events *events.Writer
 	// Problems of the live ruleset, by RulesetProblem.
 	Problems [NumRulesetProblems]atomic.Bool
 }
@@ -150,6 +153,12 @@ var (
 		"Packets that reached the shipped queue rule (IPv4 and IPv6), from its counter.")
 	descRulesetProblem = desc("ruleset_problem",
 		"1 while the live firewall rules have the problem: queue_not_bound (a queue the rules use has no worker), guard_missing (no rule drops unjudged resets), unreadable.", "problem")
+	descEventsWritten = desc("events_written_total",
+		"Event log lines written ([events]: one per dropped packet and per reset decision).")
+	descEventsLost = desc("events_lost_total",
+		"Events not written because a queue's event ring was full (the verdicts never wait for the log).")
+	descEventErrors = desc("event_write_errors_total",
+		"Event log lines lost to failed writes (the log line says why).")
 	descBuildInfo = desc("build_info",
 		"Build information; the value is always 1.", "version", "goversion")
 )
@@ -161,7 +170,7 @@ var allDescs = []*prometheus.Desc{
 	descReceiveErrors, descRebinds, descLatency, descVerdictLatency, descUnjudged, descTruncated,
 	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
 	descReloads, descReloadsFailed, descUnvalidated, descUnvalidatedResets, descQueueRule,
-	descRulesetProblem, descBuildInfo,
+	descRulesetProblem, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -291,6 +300,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descReloads, c.proc.ReloadsOK.Load())
 	counter(descReloadsFailed, c.proc.ReloadsFailed.Load())
+	var evWritten, evLost, evErrors uint64
+	if ev := c.proc.Events; ev != nil {
+		evWritten, evLost, evErrors = ev.Written(), ev.Lost(), ev.Errors()
+	}
+	counter(descEventsWritten, evWritten)
+	counter(descEventsLost, evLost)
+	counter(descEventErrors, evErrors)
 	if g := c.proc.Guard; g != nil {
 		for cause := range ruleset.NumCauses {
 			counter(descUnvalidated, g.Packets[cause].Load(), cause.String())

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 
+	"github.com/rstguard/rstguard/events"
 	"github.com/rstguard/rstguard/packet"
 	"github.com/rstguard/rstguard/policy"
 )
@@ -167,6 +168,12 @@ func (w *Worker) handle(payload []byte, wireLen int, old uint32, now int64) (ver
 	}
 	if d.Reason == policy.ReasonRSTAnswersReservedSYN || d.Verdict == policy.Drop {
 		w.logDecision(&p, &d, now)
+	}
+	if w.events != nil && events.Wanted(&p, &d) {
+		if r := w.events.Slot(); r != nil { // nil: full, counted as lost
+			r.Fill(&p, &d, w.cfg.Queue, w.epochNs+now)
+			w.events.Commit()
+		}
 	}
 	if d.Verdict == policy.Drop {
 		if m := w.markDrop.Load(); m != 0 {

@@ -9,6 +9,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"golang.org/x/sys/unix"
 
+	"github.com/rstguard/rstguard/events"
 	"github.com/rstguard/rstguard/policy"
 )
 
@@ -381,5 +382,52 @@ func BenchmarkBurst(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(msgs)), "ns/packet")
 		})
+	}
+}
+
+// TestBurstEvents: every dropped packet and every reset decision becomes
+// one event record with the packet's fields, without allocating; a full
+// ring counts the rest as lost and the verdicts are unchanged.
+func TestBurstEvents(t *testing.T) {
+	w := newTestWorker(t, policy.DefaultConfig(), nil)
+	w.lim.set(0, 0)
+	establish(t, w)
+	ring := events.NewRing(1024)
+	w.SetEvents(ring)
+	h := newBurstHarness(t, w)
+	data := tcp4(t, seg{seq: 1001, ack: 5001, ackf: true})
+	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
+	msgs := [][]byte{
+		nlPacket(nlPkt{id: 1, payload: data}),
+		nlPacket(nlPkt{id: 2, payload: forged}),
+		nlPacket(nlPkt{id: 3, payload: data}),
+		nlPacket(nlPkt{id: 4, payload: forged}),
+	}
+	got := h.run(t, msgs)
+	if v := verdictOf(got, 1, 4); v[2].verdict != nfDrop || v[4].verdict != nfDrop || v[3].verdict != nfAccept {
+		t.Fatalf("verdicts %+v", got)
+	}
+	var r events.Record
+	n := 0
+	for ring.Pop(&r) {
+		n++
+		if r.Verdict != policy.Drop || r.Reason != policy.ReasonRSTOutOfWindow || r.Queue != 3 || !r.TCP ||
+			r.Seq != 5001+1<<30 || r.TTL != 64 || r.Src.Port() != 80 || !r.Window || r.Time < w.epochNs {
+			t.Errorf("event %+v", r)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d events, want 2 (the two forged resets)", n)
+	}
+	if a := testing.AllocsPerRun(100, func() { h.load(msgs); w.burst(len(msgs)); h.drain(); ring.Pop(&r); ring.Pop(&r) }); a != 0 {
+		t.Errorf("%.1f allocations per burst with the event log", a)
+	}
+	small := events.NewRing(1)
+	w.SetEvents(small)
+	h.load(msgs)
+	w.burst(len(msgs))
+	h.drain()
+	if small.Lost() != 1 {
+		t.Errorf("a ring of 1: lost %d, want 1", small.Lost())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/events"
 	"github.com/rstguard/rstguard/policy"
 )
 
@@ -86,6 +87,9 @@ type Worker struct {
 	busySince atomic.Int64
 	looping   atomic.Bool
 
+	events  *events.Ring // nil: no event log
+	epochNs int64        // opts.Epoch in Unix nanoseconds: event time = epochNs + now
+
 	// Owned by the receive loop while bound.
 	conn      *netlink.Conn
 	rc        syscall.RawConn
@@ -142,6 +146,7 @@ func New(cfg Config, e *policy.Engine, opts Options) *Worker {
 		opts.Epoch = time.Now()
 	}
 	w := &Worker{cfg: cfg, engine: e, opts: opts, fd: -1}
+	w.epochNs = opts.Epoch.UnixNano()
 	w.rx.init(slotSize(w.copyRange()))
 	w.readFn = w.read
 	w.log = opts.Logger.With("queue", cfg.Queue)
@@ -150,6 +155,10 @@ func New(cfg Config, e *policy.Engine, opts Options) *Worker {
 	w.SetJudged(cfg.Judged)
 	return w
 }
+
+// SetEvents gives the worker the ring its event records go to (package
+// events). Call it before Run.
+func (w *Worker) SetEvents(r *events.Ring) { w.events = r }
 
 // Queue returns the worker's queue number.
 func (w *Worker) Queue() uint16 { return w.cfg.Queue }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rstguard/rstguard/config"
+	"github.com/rstguard/rstguard/events"
 	"github.com/rstguard/rstguard/metrics"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
@@ -240,6 +241,19 @@ func (d *runDaemon) run() int {
 		d.workers = append(d.workers, w)
 		mqs = append(mqs, metrics.Queue{Num: q, Engine: w.Engine(), Stats: w.Stats()})
 	}
+	evCtx, evStop := context.WithCancel(context.Background())
+	if ev, err := d.startEvents(evCtx); err != nil {
+		evStop()
+		d.log.Error("could not start the event log", "err", err)
+		return 1
+	} else if ev != nil {
+		// Stopped after the workers, so their last events are written.
+		defer ev.Wait()
+		defer evStop()
+		d.proc.Events = ev
+	} else {
+		evStop()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -311,6 +325,9 @@ func (d *runDaemon) run() int {
 		select {
 		case <-ctx.Done():
 		case <-hup:
+			if d.proc.Events != nil {
+				d.proc.Events.Reopen() // logrotate moved the file
+			}
 			d.reload()
 			d.recheck()
 		case r := <-done:
@@ -347,6 +364,31 @@ func (d *runDaemon) run() int {
 		return 1
 	}
 	return 0
+}
+
+// startEvents gives every worker an event ring and starts the writer
+// (nil, nil when [events] writes nowhere).
+func (d *runDaemon) startEvents(ctx context.Context) (*events.Writer, error) {
+	ec := d.cfg.Events
+	if ec.Path == "" && !ec.Journal {
+		return nil, nil
+	}
+	rings := make([]*events.Ring, len(d.workers))
+	for i, w := range d.workers {
+		rings[i] = events.NewRing(ec.RingSize)
+		w.SetEvents(rings[i])
+	}
+	var extra io.Writer
+	if ec.Journal {
+		extra = os.Stdout
+	}
+	ev, err := events.NewWriter(rings, ec.Path, extra, d.log)
+	if err != nil {
+		return nil, err
+	}
+	go ev.Run(ctx)
+	d.log.Info("event log", "path", ec.Path, "journal", ec.Journal, "ring_size", ec.RingSize)
+	return ev, nil
 }
 
 // isReady is /readyz: every queue has been bound, none is being re-bound,
@@ -414,6 +456,11 @@ func (d *runDaemon) reload() {
 		d.log.Warn("queue numbers changed; they take effect at the next restart, keeping the bound queues",
 			"running", old.Queue.Numbers, "configured", cfg.Queue.Numbers)
 		cfg.Queue.Numbers = old.Queue.Numbers
+	}
+	if cfg.Events != old.Events {
+		d.log.Warn("[events] settings changed; they take effect at the next restart (SIGHUP only reopens the file)",
+			"running_path", old.Events.Path, "configured_path", cfg.Events.Path)
+		cfg.Events = old.Events
 	}
 	if cfg.Metrics.Listen != old.Metrics.Listen {
 		d.log.Warn("metrics listen address changed; it takes effect at the next restart",

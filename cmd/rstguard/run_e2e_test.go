@@ -24,6 +24,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -245,8 +246,15 @@ func (l *e2eLab) writeConfig(body string) {
 	}
 }
 
+// e2eEvents, when set, is the [events] path of every e2eConfig.
+var e2eEvents string
+
 func e2eConfig(rstMode string, extraQueue ...string) string {
-	return fmt.Sprintf(`[queue]
+	ev := ""
+	if e2eEvents != "" {
+		ev = fmt.Sprintf("\n[events]\npath = %q\n", e2eEvents)
+	}
+	return ev + fmt.Sprintf(`[queue]
 numbers = [%d]
 `+strings.Join(extraQueue, "\n")+`
 
@@ -579,6 +587,8 @@ func TestDaemonE2E(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	l.cfgPath = filepath.Join(dir, "config.toml")
+	e2eEvents = filepath.Join(dir, "events.jsonl")
+	defer func() { e2eEvents = "" }()
 	l.writeConfig(e2eConfig("window"))
 
 	l.serveTCP4()
@@ -731,6 +741,34 @@ func TestDaemonE2E(t *testing.T) {
 		t.Fatalf("client read after the server's reset: %v, want ECONNRESET", err)
 	}
 	l.waitMetric(ctx, 1, "rstguard_packets_total", `reason="rst_valid"`)
+
+	// 5b. The event log has one line per reset decision, accepted or
+	// dropped: as many per reason as the counters say, none lost.
+	resetReasons := map[string]int{}
+	l.waitFor(ctx, "the event log to catch up with the counters", 5*time.Second, func() bool {
+		b, err := os.ReadFile(e2eEvents)
+		if err != nil {
+			return false
+		}
+		clear(resetReasons)
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var ev struct{ Reason, Verdict, Flags string }
+			if json.Unmarshal([]byte(line), &ev) != nil || !strings.Contains(ev.Flags, "R") {
+				continue
+			}
+			resetReasons[ev.Reason]++
+		}
+		for _, r := range []string{"rst_out_of_window", "rst_not_exact", "rst_valid"} {
+			if float64(resetReasons[r]) != l.metric("rstguard_packets_total", `reason="`+r+`"`) {
+				return false
+			}
+		}
+		return true
+	})
+	if lost := l.metric("rstguard_events_lost_total"); lost != 0 {
+		t.Errorf("rstguard_events_lost_total = %v", lost)
+	}
+	t.Logf("event log: reset decisions by reason %v", resetReasons)
 
 	// 6. SIGTERM mid-transfer: the transfer completes (verdicts for
 	// everything queued, then bypass), and the daemon exits 0 unbound.
