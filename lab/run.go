@@ -388,8 +388,9 @@ func (e *Env) setGuard(ctx context.Context, on bool) error {
 	return e.StartDaemon(ctx, "window")
 }
 
-// Config is the guard's configuration file for the lab.
-func Config(mode, metricsAddr string) string {
+// Config is the guard's configuration file for the lab; eventsPath, if not
+// "", is its event log.
+func Config(mode, metricsAddr, eventsPath string) string {
 	return fmt.Sprintf(`# rstguard lab configuration (generated)
 [queue]
 numbers = "0:1"
@@ -399,13 +400,16 @@ rst_mode = %q
 
 [metrics]
 listen = %q
-`, mode, metricsAddr)
+
+[events]
+path = %q
+`, mode, metricsAddr, eventsPath)
 }
 
 // StartDaemon writes the configuration with rst_mode = mode and starts the
 // guard, waiting until it is ready.
 func (e *Env) StartDaemon(ctx context.Context, mode string) error {
-	if err := os.WriteFile(e.cfg, []byte(Config(mode, e.T.metricsAddr)), 0o644); err != nil {
+	if err := os.WriteFile(e.cfg, []byte(Config(mode, e.T.metricsAddr, filepath.Join(e.opts.Dir, "events.jsonl"))), 0o644); err != nil {
 		return err
 	}
 	d, err := e.T.StartDaemon(e.opts.Binary, e.cfg)
@@ -465,7 +469,7 @@ func (e *Env) Reload(ctx context.Context, mode string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(e.cfg, []byte(Config(mode, e.T.metricsAddr)), 0o644); err != nil {
+	if err := os.WriteFile(e.cfg, []byte(Config(mode, e.T.metricsAddr, filepath.Join(e.opts.Dir, "events.jsonl"))), 0o644); err != nil {
 		return err
 	}
 	if err := e.daemon.Signal(syscall.SIGHUP); err != nil {
@@ -495,6 +499,7 @@ func (e *Env) Reload(ctx context.Context, mode string) error {
 var counted = []string{
 	"rstguard_packets_total", "rstguard_resets_total", "rstguard_syn_flagged_total",
 	"rstguard_flows_created_total", "rstguard_config_reloads_total",
+	"rstguard_events_written_total", "rstguard_events_lost_total",
 }
 
 // Counters scrapes the guard and returns its counters summed with those of

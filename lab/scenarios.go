@@ -642,12 +642,16 @@ func floodReset(ctx context.Context, e *Env) (Observation, error) {
 		}
 	}
 	var before ruleset.Counters
+	var evBefore map[string]float64
 	if e.Guard {
 		c, err := e.T.GuardCounters()
 		if err != nil {
 			return Observation{}, err
 		}
 		before = c
+		if evBefore, err = e.Counters(); err != nil {
+			return Observation{}, err
+		}
 	}
 	// The flood, in the background, bounded by time and count.
 	fctx, cancel := context.WithTimeout(ctx, floodTime)
@@ -690,6 +694,14 @@ func floodReset(ctx context.Context, e *Env) (Observation, error) {
 		note += fmt.Sprintf(", %d packets bypassed validation (%d of %d queued), %d unjudged resets dropped",
 			after.Unjudged-before.Unjudged, after.Unjudged-before.Unjudged, after.QueueRule-before.QueueRule,
 			after.UnjudgedResets-before.UnjudgedResets)
+		// The event log under the flood: every judged reset (the client
+		// answers each SYN with one) is a line.
+		time.Sleep(100 * time.Millisecond) // the writer's poll
+		if ev, err := e.Counters(); err == nil {
+			note += fmt.Sprintf(", event log %.0f lines, %.0f lost",
+				ev["rstguard_events_written_total"]-evBefore["rstguard_events_written_total"],
+				ev["rstguard_events_lost_total"]-evBefore["rstguard_events_lost_total"])
+		}
 	}
 	return Observation{Forged: forged, Outcome: out, Note: note}, nil
 }

@@ -622,9 +622,9 @@ func TestDaemonE2E(t *testing.T) {
 		t.Fatalf("transfer through the guard: %v", err)
 	}
 	if pk := l.metric("rstguard_queue_packets_total") - pkts0; pk > 0 {
-		// Informational: go-nfqueue and mdlayher/netlink allocate per
-		// packet (receive and verdict); our own path allocates nothing
-		// (nfq TestHandleNoAllocs). Scrapes allocate too.
+		// Informational: the receive and verdict path allocates nothing
+		// per packet (nfq TestBurstFromRawMessages); what remains is
+		// the debug log lines, the scrapes' rounding and the runtime.
 		t.Logf("process allocations per queued packet, scrapes excluded: %.1f (%v packets)",
 			(l.metric("go_memstats_mallocs_total")-mallocs0-3*scrapeCost)/pk, pk)
 	}
