@@ -9,8 +9,8 @@ import (
 )
 
 // FilterSyntax documents the syntax ParseFlowFilter reads, for help texts.
-const FilterSyntax = `A filter is one or more terms, all of which must match (separated by
-spaces, optionally by "and"); each term matches either endpoint, so a
+const FilterSyntax = `A flow filter is one or more terms, all of which must match (separated
+by spaces, optionally by "and"); each term matches either endpoint, so a
 filter selects both directions of a connection:
   host ADDR         an endpoint's address is ADDR   (also: ADDR alone)
   net CIDR          an endpoint's address is in CIDR (also: CIDR alone)
@@ -55,7 +55,7 @@ func ParseFlowFilter(s string) (FlowFilter, error) {
 		w := words[i]
 		arg := func() (string, error) {
 			if i+1 >= len(words) {
-				return "", fmt.Errorf("flow filter %q: %q needs a value", s, w)
+				return "", fmt.Errorf("%q needs a value", w)
 			}
 			i++
 			return words[i], nil
