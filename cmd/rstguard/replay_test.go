@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -316,6 +317,46 @@ func TestReplayCommandLinkTypes(t *testing.T) {
 		}
 		if !strings.Contains(errOut, "not IP 0)") {
 			t.Errorf("%s: frames without IP (an unread link header):\n%s", name, errOut)
+		}
+	}
+}
+
+// TestReplayFlagsInREADME: every flag of rstguard replay (as -h lists them)
+// is documented in the README's replay section, and the link types of its
+// table are the ones the help names.
+func TestReplayFlagsInREADME(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "## Offline replay")
+	end := strings.Index(readme[start:], "\n## ")
+	if start < 0 || end < 0 {
+		t.Fatal("README has no Offline replay section")
+	}
+	section := readme[start : start+end]
+	_, _, help := runReplay(t, nil, "-h")
+	n := 0
+	for _, line := range strings.Split(help, "\n") {
+		if !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		name := strings.Fields(line)[0][1:]
+		n++
+		if !regexp.MustCompile(`--` + name + `\b`).MatchString(section) {
+			t.Errorf("flag --%s is not in the README's replay section", name)
+		}
+	}
+	if n < 6 {
+		t.Errorf("found %d flags in the help:\n%s", n, help)
+	}
+	for _, lt := range []struct{ readme, help string }{
+		{"DLT_NULL", "DLT_NULL"}, {"DLT_LOOP", "DLT_LOOP"}, {"| PPP |", "PPP"}, {"HDLC", "HDLC"},
+		{"SLL2", "SLL2"}, {"228 IPv4", "LINKTYPE_IPV4"}, {"229 IPv6", "LINKTYPE_IPV6"},
+	} {
+		if !strings.Contains(section, lt.readme) || !strings.Contains(help, lt.help) {
+			t.Errorf("link type %s: missing from the README's replay section or the help", lt.help)
 		}
 	}
 }
