@@ -420,7 +420,8 @@ next:
 
 // TestLinkTypes checks that every capture has the link type it was made
 // with, and that the same packets under the other raw-IP link type numbers
-// (12, 14, 228/229) and in pcapng give the same frames.
+// (12, 14, 228/229) and in pcapng (whose interface block carries the link
+// type) give the same frames.
 func TestLinkTypes(t *testing.T) {
 	for _, c := range captures {
 		rd, err := NewReader(bytes.NewReader(readFile(t, c.file)))
@@ -448,6 +449,12 @@ func TestLinkTypes(t *testing.T) {
 		{"normal.pcap", layers.LinkTypeEthernet, true},
 		{"refused.pcap", layers.LinkTypeLinuxSLL2, true},
 		{"ecn.pcap", layers.LinkTypeLinuxSLL, true},
+		{"link-null.pcap", layers.LinkTypeNull, true},
+		{"link-loop.pcap", layers.LinkTypeLoop, true},
+		{"link-ppp.pcap", layers.LinkTypePPP, true},
+		{"link-ppphdlc.pcap", layers.LinkTypePPP_HDLC, true},
+		{"link-ppp.pcap", layers.LinkTypeIPv6, false},
+		{"link-null.pcap", layers.LinkTypeRaw, false},
 	} {
 		kind := "pcap"
 		if tc.ng {
@@ -537,7 +544,12 @@ func convert(t *testing.T, src string, lt layers.LinkType, ng bool) []byte {
 }
 
 func supportedNonRaw(lt layers.LinkType) bool {
-	return lt == layers.LinkTypeEthernet || lt == layers.LinkTypeLinuxSLL || lt == layers.LinkTypeLinuxSLL2
+	switch lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2,
+		layers.LinkTypeNull, layers.LinkTypeLoop, layers.LinkTypePPP, layers.LinkTypePPP_HDLC:
+		return true
+	}
+	return false
 }
 
 type rawFrame struct {
