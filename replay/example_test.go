@@ -38,3 +38,31 @@ func ExampleRun() {
 	// accept   rst_valid  1
 	// accept   not_tcp    4
 }
+
+// The per-flow summary of a PPP capture with a forged reset, restricted to
+// the flows of one server port.
+func ExampleFlowTracker() {
+	f, err := os.Open("testdata/link-ppp.pcap")
+	if err != nil {
+		panic(err)
+	}
+	defer f.Close()
+	ff, err := replay.ParseFlowFilter("net 2001:db8::/32 port 8080")
+	if err != nil {
+		panic(err)
+	}
+	var flows replay.FlowTracker
+	eng := policy.NewEngine(policy.DefaultConfig(), conntrack.DefaultConfig())
+	if _, err := replay.Run(f, eng, func(fr replay.Frame) {
+		if ff.Match(&fr) {
+			flows.Add(&fr)
+		}
+	}); err != nil {
+		panic(err)
+	}
+	for _, s := range flows.Flows() {
+		fmt.Printf("%s\n", s.AppendJSON(nil))
+	}
+	// Output:
+	// {"flow":1,"src":"[2001:db8::1]:54864","dst":"[2001:db8::2]:8080","first_frame":3,"last_frame":32,"first":"2026-11-23T07:48:15.478084Z","last":"2026-11-23T07:48:15.685473Z","packets":29,"accepted":28,"dropped":1,"drops":{"rst_out_of_window":1},"final_state":"time_wait"}
+}

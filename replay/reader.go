@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -24,14 +25,37 @@ import (
 // numbers mean "raw IP": 101 is LINKTYPE_RAW; 12 and 14 are the DLT values
 // some systems write for it; 228 and 229 are raw IPv4 and raw IPv6.
 const (
+	linkNull     = 0 // BSD loopback: 4-byte address family, the writer's byte order
 	linkEthernet = 1
+	linkPPP      = 9 // PPP (RFC 1661), with or without RFC 1662 address/control
 	linkRaw12    = 12
 	linkRaw14    = 14
+	linkPPPHDLC  = 50 // PPP in HDLC-like framing (RFC 1662) or Cisco HDLC
 	linkRaw      = 101
+	linkLoop     = 108 // OpenBSD loopback: 4-byte address family, network byte order
 	linkSLL      = 113
 	linkIPv4     = 228
 	linkIPv6     = 229
 	linkSLL2     = 276
+)
+
+// linkNames lists the link types replay reads, for error messages.
+const linkNames = "Ethernet (with VLAN tags), raw IP, Linux cooked (SLL, SLL2), BSD loopback (NULL, LOOP) and PPP"
+
+// BSD address family numbers in the 4-byte header of DLT_NULL and DLT_LOOP
+// (libpcap's pcap/bsd-af.h): AF_INET is 2 everywhere, AF_INET6 differs by
+// system.
+const (
+	afInet         = 2
+	afInet6BSD     = 24 // NetBSD, OpenBSD, BSD/OS
+	afInet6FreeBSD = 28 // FreeBSD, DragonFly BSD
+	afInet6Darwin  = 30 // macOS, iOS
+)
+
+// PPP protocol numbers (RFC 1661 2, IANA PPP DLL protocol numbers).
+const (
+	pppIPv4 = 0x0021
+	pppIPv6 = 0x0057
 )
 
 // EtherTypes read from link headers.
@@ -48,7 +72,8 @@ const (
 const maxVLANTags = 3
 
 // ErrUnsupportedLinkType is returned when a capture's link type is not one
-// of Ethernet, raw IP or Linux cooked (SLL, SLL2).
+// of Ethernet, raw IP, Linux cooked (SLL, SLL2), BSD loopback (NULL, LOOP)
+// or PPP.
 var ErrUnsupportedLinkType = errors.New("unsupported link type")
 
 // Packet is one frame of a capture, with its link header stripped.
@@ -115,14 +140,15 @@ func NewReader(r io.Reader) (*Reader, error) {
 	}
 	lt := pr.LinkType()
 	if !supported(lt) {
-		return nil, fmt.Errorf("%w %d (%s); replay reads Ethernet, raw IP and Linux cooked (SLL, SLL2) captures", ErrUnsupportedLinkType, uint32(lt), lt)
+		return nil, fmt.Errorf("%w %d (%s); replay reads %s captures", ErrUnsupportedLinkType, uint32(lt), lt, linkNames)
 	}
 	return &Reader{src: pr, linkType: lt}, nil
 }
 
 func supported(lt layers.LinkType) bool {
 	switch lt {
-	case linkEthernet, linkRaw12, linkRaw14, linkRaw, linkSLL, linkIPv4, linkIPv6, linkSLL2:
+	case linkEthernet, linkRaw12, linkRaw14, linkRaw, linkSLL, linkIPv4, linkIPv6, linkSLL2,
+		linkNull, linkLoop, linkPPP, linkPPPHDLC:
 		return true
 	}
 	return false
@@ -145,7 +171,7 @@ func (r *Reader) Next() (Packet, error) {
 			lt, _ = ci.AncillaryData[0].(layers.LinkType)
 		}
 		if !supported(lt) {
-			return Packet{}, fmt.Errorf("frame %d: %w %d (%s); replay reads Ethernet, raw IP and Linux cooked (SLL, SLL2) captures", r.n, ErrUnsupportedLinkType, uint32(lt), lt)
+			return Packet{}, fmt.Errorf("frame %d: %w %d (%s); replay reads %s captures", r.n, ErrUnsupportedLinkType, uint32(lt), lt, linkNames)
 		}
 	}
 	if len(data) > ci.CaptureLength {
@@ -215,11 +241,87 @@ func stripLink(lt layers.LinkType, b []byte) (ip []byte, hdr int) {
 			return nil, 0
 		}
 		etype = binary.BigEndian.Uint16(b[0:2])
+	case linkNull, linkLoop:
+		return stripLoopback(lt, b)
+	case linkPPP, linkPPPHDLC:
+		return stripPPP(lt, b)
 	default:
 		return nil, 0
 	}
 	switch etype {
 	case etherIPv4, etherIPv6:
+		return b[hdr:], hdr
+	}
+	return nil, 0
+}
+
+// stripLoopback strips the 4-byte address family header of BSD loopback
+// captures. DLT_NULL writes the family in the byte order of the capturing
+// host, DLT_LOOP in network byte order; as libpcap and Wireshark do, a value
+// with bits set in its upper half is read the other way round, so a capture
+// made on a host of the other endianness (or a DLT_LOOP writer that got it
+// wrong) still reads.
+func stripLoopback(lt layers.LinkType, b []byte) (ip []byte, hdr int) {
+	if len(b) < 4 {
+		return nil, 0
+	}
+	var af uint32
+	if lt == linkLoop {
+		af = binary.BigEndian.Uint32(b)
+	} else {
+		af = binary.LittleEndian.Uint32(b)
+	}
+	if af&0xFFFF0000 != 0 {
+		af = bits.ReverseBytes32(af)
+	}
+	switch af {
+	case afInet, afInet6BSD, afInet6FreeBSD, afInet6Darwin:
+		return b[4:], 4
+	}
+	return nil, 0
+}
+
+// stripPPP strips the PPP header of LINKTYPE_PPP (9) and LINKTYPE_PPP_HDLC
+// (50) frames (tcpdump.org/linktypes.html):
+//
+//   - RFC 1662 3.1: HDLC-like framing starts with the address 0xFF and the
+//     control 0x03; LINKTYPE_PPP frames may carry them or start with the
+//     protocol field.
+//   - RFC 1661 2 and 6.5: the protocol field is two bytes, or one when
+//     Protocol-Field-Compression was negotiated (values are odd in their
+//     low byte, and a one-byte field is recognised by its low bit set).
+//     0x0021 is IPv4, 0x0057 IPv6.
+//   - LINKTYPE_PPP_HDLC also holds Cisco HDLC (RFC 1547 4.3.1): address
+//     0x0F (unicast) or 0x8F (broadcast), control 0x00, then an EtherType.
+func stripPPP(lt layers.LinkType, b []byte) (ip []byte, hdr int) {
+	if len(b) >= 2 && b[0] == 0xFF && b[1] == 0x03 {
+		hdr = 2
+	} else if lt == linkPPPHDLC {
+		if len(b) < 4 || (b[0] != 0x0F && b[0] != 0x8F) {
+			return nil, 0
+		}
+		switch binary.BigEndian.Uint16(b[2:4]) {
+		case etherIPv4, etherIPv6:
+			return b[4:], 4
+		}
+		return nil, 0
+	}
+	if len(b) <= hdr {
+		return nil, 0
+	}
+	var proto uint16
+	if b[hdr]&1 == 1 {
+		proto = uint16(b[hdr]) // compressed: one byte
+		hdr++
+	} else {
+		if len(b) < hdr+2 {
+			return nil, 0
+		}
+		proto = binary.BigEndian.Uint16(b[hdr : hdr+2])
+		hdr += 2
+	}
+	switch proto {
+	case pppIPv4, pppIPv6:
 		return b[hdr:], hdr
 	}
 	return nil, 0

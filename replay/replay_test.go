@@ -27,7 +27,8 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 // The captures in testdata, made by testdata/gen from real Linux TCP
-// between two network namespaces.
+// between two network namespaces, and by testdata/linkgen from two of them
+// (linkCaptures).
 var captures = []struct {
 	file string
 	link layers.LinkType
@@ -38,6 +39,12 @@ var captures = []struct {
 	{"v6vlan.pcap", layers.LinkTypeEthernet},
 	{"ecn.pcap", layers.LinkTypeLinuxSLL},
 	{"forged.pcapng", layers.LinkTypeEthernet},
+	{"link-null.pcap", layers.LinkTypeNull},
+	{"link-loop.pcap", layers.LinkTypeLoop},
+	{"link-ipv4.pcap", layers.LinkTypeIPv4},
+	{"link-ipv6.pcap", layers.LinkTypeIPv6},
+	{"link-ppp.pcap", layers.LinkTypePPP},
+	{"link-ppphdlc.pcap", layers.LinkTypePPP_HDLC},
 }
 
 const (
@@ -413,7 +420,8 @@ next:
 
 // TestLinkTypes checks that every capture has the link type it was made
 // with, and that the same packets under the other raw-IP link type numbers
-// (12, 14, 228/229) and in pcapng give the same frames.
+// (12, 14, 228/229) and in pcapng (whose interface block carries the link
+// type) give the same frames.
 func TestLinkTypes(t *testing.T) {
 	for _, c := range captures {
 		rd, err := NewReader(bytes.NewReader(readFile(t, c.file)))
@@ -441,6 +449,12 @@ func TestLinkTypes(t *testing.T) {
 		{"normal.pcap", layers.LinkTypeEthernet, true},
 		{"refused.pcap", layers.LinkTypeLinuxSLL2, true},
 		{"ecn.pcap", layers.LinkTypeLinuxSLL, true},
+		{"link-null.pcap", layers.LinkTypeNull, true},
+		{"link-loop.pcap", layers.LinkTypeLoop, true},
+		{"link-ppp.pcap", layers.LinkTypePPP, true},
+		{"link-ppphdlc.pcap", layers.LinkTypePPP_HDLC, true},
+		{"link-ppp.pcap", layers.LinkTypeIPv6, false},
+		{"link-null.pcap", layers.LinkTypeRaw, false},
 	} {
 		kind := "pcap"
 		if tc.ng {
@@ -530,7 +544,12 @@ func convert(t *testing.T, src string, lt layers.LinkType, ng bool) []byte {
 }
 
 func supportedNonRaw(lt layers.LinkType) bool {
-	return lt == layers.LinkTypeEthernet || lt == layers.LinkTypeLinuxSLL || lt == layers.LinkTypeLinuxSLL2
+	switch lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeLinuxSLL2,
+		layers.LinkTypeNull, layers.LinkTypeLoop, layers.LinkTypePPP, layers.LinkTypePPP_HDLC:
+		return true
+	}
+	return false
 }
 
 type rawFrame struct {
@@ -878,8 +897,9 @@ func TestMidStreamPickup(t *testing.T) {
 }
 
 // TestRegeneratedCaptures regenerates every capture from real Linux TCP
-// (testdata/gen: network namespaces rgrp-c and rgrp-s, tcpdump) and runs
-// the verdict tests on the new files, so the committed captures are known
+// (testdata/gen: network namespaces rgrp-c and rgrp-s, tcpdump; then
+// testdata/linkgen for the link types) and runs the verdict tests on the
+// new files, so the committed captures are known
 // to be reproducible and not a lucky draw. It needs root, iproute2 and
 // tcpdump:
 //
@@ -910,6 +930,11 @@ func TestRegeneratedCaptures(t *testing.T) {
 		t.Fatalf("go run ./testdata/gen: %v\n%s", err, out)
 	}
 	t.Logf("%s", out)
+	out, err = exec.CommandContext(ctx, "go", "run", "./testdata/linkgen", "-dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run ./testdata/linkgen: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
 	captureDir = dir
 	defer func() { captureDir = "testdata" }()
 	for _, c := range captures {
@@ -921,7 +946,7 @@ func TestRegeneratedCaptures(t *testing.T) {
 		"Normal": TestNormalConnection, "Refused": TestRefused, "Abort": TestAbort,
 		"IPv6VLAN": TestIPv6VLAN, "ECN": TestECNSetupSYN, "Forged": TestForgedResets,
 		"Pickup": TestMidStreamPickup, "LinkTypes": TestLinkTypes, "HeadersOnly": TestHeadersOnly,
-		"JSONLines": TestJSONLines,
+		"JSONLines": TestJSONLines, "LinkTypeCaptures": TestLinkTypeCaptures,
 	} {
 		t.Run(name, fn)
 	}

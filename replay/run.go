@@ -21,6 +21,11 @@ type Frame struct {
 	// State is the flow's state before the packet (StateNone for no flow
 	// and for anything that is not TCP).
 	State conntrack.State
+	// After is the flow's state after the packet: StateNone when no flow
+	// is tracked for it (not TCP, untracked, or the packet was a reset
+	// for a flow never seen). It is not part of the JSON lines; the flow
+	// summary (FlowSummary.State) reports it.
+	After conntrack.State
 
 	// IP reports that the frame carries an IPv4 or IPv6 packet whose
 	// addresses could be read: Src and Dst are valid (ports are 0 unless
@@ -140,6 +145,14 @@ func Decide(eng *policy.Engine, pk *Packet) Frame {
 		f.Flags = p.Flags
 		f.Seq, f.Ack = uint32(p.Seq), uint32(p.Ack)
 		f.Len = p.PayloadLen
+		// The state the decision left. Looking the flow up at the
+		// packet's own time changes nothing: the engine's lookup at
+		// this time found it live, and an accepted packet has just
+		// refreshed it, so this lookup cannot expire it.
+		k, _ := conntrack.MakeKey(&p)
+		if s, ok := eng.Table().Lookup(&k, now); ok {
+			f.After = eng.Table().Flow(s).State
+		}
 	} else if p.HaveIP {
 		// Decode read the fixed IP header (ICMP, UDP, fragments,
 		// malformed TCP): the addresses, without ports.

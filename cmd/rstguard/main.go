@@ -2,7 +2,7 @@
 // Linux gateway through NFQUEUE. One binary, several subcommands:
 //
 //	rstguard run [--config FILE]           the daemon
-//	rstguard replay [--config FILE] [--format jsonl|text] CAPTURE
+//	rstguard replay [--config FILE] [--format jsonl|text] [--drops-only] [--flow FILTER] [--summary] [--fail-on-drop] CAPTURE
 //	rstguard lab [--keep] [--json]         self-contained demo (root)
 //	rstguard check-config FILE             validate a configuration
 //	rstguard version

@@ -2,26 +2,42 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/rstguard/rstguard/config"
 	"github.com/rstguard/rstguard/policy"
 	"github.com/rstguard/rstguard/replay"
 )
 
-const replayUsage = `usage: rstguard replay [--config FILE] [--format jsonl|text] CAPTURE
+const replayUsage = `usage: rstguard replay [--config FILE] [--format jsonl|text] [--drops-only]
+                      [--flow FILTER]... [--summary] [--fail-on-drop] CAPTURE
 
-Runs every packet of a pcap or pcapng capture (Ethernet, 802.1Q, raw IP,
-Linux cooked SLL/SLL2) through the daemon's engine, with the capture's
-timestamps as the clock, and prints one line per frame: its verdict, reason
-and the flow's state before it. CAPTURE "-" reads standard input. A summary
-goes to standard error. No root needed.
+Runs every packet of a pcap or pcapng capture through the daemon's engine,
+with the capture's timestamps as the clock, and prints one line per frame:
+its verdict, reason and the flow's state before it. CAPTURE "-" reads
+standard input. No root needed.
 
-Exit status: 0 replayed, 1 unreadable capture or configuration, 2 usage.
+Link types: Ethernet (with 802.1Q/802.1ad tags), raw IP (LINKTYPE_RAW,
+LINKTYPE_IPV4, LINKTYPE_IPV6), Linux cooked SLL/SLL2 (tcpdump -i any), BSD
+loopback DLT_NULL and DLT_LOOP, PPP and PPP in HDLC framing (or Cisco HDLC).
+
+Every packet goes through the engine; --drops-only and --flow only choose
+what is printed (and what --summary and --fail-on-drop count). With
+--summary it prints one line (jsonl: one JSON object) per TCP flow instead
+of one per frame. Standard error gets the configuration used (the file and
+its SHA-256, or "defaults") first and a summary of verdicts by reason last.
+
+` + replay.FilterSyntax + `
+Several --flow flags select the flows that match any of them.
+
+Exit status: 0 replayed, 1 unreadable capture or configuration, 2 usage,
+3 with --fail-on-drop: a selected packet was dropped.
 
 flags:
 `
@@ -30,12 +46,28 @@ func cmdReplay(args []string) int {
 	return replayMain(args, os.Stdin, os.Stdout, os.Stderr)
 }
 
+// exitDropped is replay's exit status with --fail-on-drop when a selected
+// packet was dropped (1 and 2 are taken by errors and usage).
+const exitDropped = 3
+
 // replayMain is cmdReplay with its streams as arguments, for tests.
 func replayMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "TOML `FILE` with the daemon's configuration (default: the built-in defaults)")
 	format := fs.String("format", "text", "output `FORMAT`: text (aligned, for people) or jsonl (one JSON object per frame, SPEC section 8)")
+	dropsOnly := fs.Bool("drops-only", false, "print only the frames that were dropped (with --summary: only the flows with a drop)")
+	summary := fs.Bool("summary", false, "print one line per TCP flow (5-tuple, frames, packets, accepted, dropped by reason, final state) instead of one per frame")
+	failOnDrop := fs.Bool("fail-on-drop", false, "exit with status 3 when a selected packet was dropped (for CI)")
+	var filters []replay.FlowFilter
+	fs.Func("flow", "print only the flows matching `FILTER` (host ADDR, net CIDR, port N, ADDR:PORT; terms ANDed; repeat to OR)", func(v string) error {
+		ff, err := replay.ParseFlowFilter(v)
+		if err != nil {
+			return err
+		}
+		filters = append(filters, ff)
+		return nil
+	})
 	fs.Usage = func() {
 		fmt.Fprint(stderr, replayUsage)
 		fs.PrintDefaults()
@@ -71,12 +103,20 @@ func replayMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	cfg := config.Default()
+	cfgLine := "config: defaults (no --config given)"
 	if *cfgPath != "" {
-		var err error
-		if cfg, err = config.Load(*cfgPath); err != nil {
+		// Hash exactly the bytes that are parsed.
+		data, err := os.ReadFile(*cfgPath)
+		if err == nil {
+			cfg, err = config.Parse(*cfgPath, data)
+		} else {
+			_, err = config.Load(*cfgPath) // its message and hint for the read error
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "rstguard replay: %v\n(fix the configuration, or check it with: rstguard check-config %s)\n", err, *cfgPath)
 			return 1
 		}
+		cfgLine = fmt.Sprintf("config: %s (sha256 %x)", *cfgPath, sha256.Sum256(data))
 	}
 
 	name := pos[0]
@@ -90,17 +130,37 @@ func replayMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer f.Close()
 		in = f
 	}
+	fmt.Fprintln(stderr, cfgLine)
 
 	// One engine, one table: the daemon's shards only split flows by
 	// address pair, which changes no decision.
 	eng := policy.NewEngine(cfg.PolicyConfig(), cfg.TableConfig(1))
 	out := bufio.NewWriter(stdout)
 	var line []byte
-	if !jsonl {
+	if !jsonl && !*summary {
 		fmt.Fprintf(out, "%6s %-18s %-7s %-24s %-12s %22s   %-22s %s\n",
 			"frame", "time (UTC)", "verdict", "reason", "state before", "src", "dst", "flags seq ack len")
 	}
+	var (
+		flows             replay.FlowTracker
+		selected, dropped int
+		filtered          = len(filters) > 0 || *dropsOnly
+	)
 	sum, err := replay.Run(in, eng, func(f replay.Frame) {
+		if !matchAny(filters, &f) {
+			return
+		}
+		selected++
+		if f.Verdict == policy.Drop {
+			dropped++
+		}
+		if *summary {
+			flows.Add(&f)
+			return
+		}
+		if *dropsOnly && f.Verdict != policy.Drop {
+			return
+		}
 		if jsonl {
 			line = f.AppendJSON(line[:0])
 		} else {
@@ -109,18 +169,73 @@ func replayMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		line = append(line, '\n')
 		_, _ = out.Write(line)
 	})
+	if *summary {
+		var list []replay.FlowSummary
+		for _, fl := range flows.Flows() {
+			if !*dropsOnly || fl.Dropped > 0 {
+				list = append(list, fl)
+			}
+		}
+		if jsonl {
+			for i := range list {
+				line = list[i].AppendJSON(line[:0])
+				line = append(line, '\n')
+				_, _ = out.Write(line)
+			}
+		} else {
+			_ = replay.WriteFlowsText(out, list)
+		}
+	}
 	if ferr := out.Flush(); ferr != nil && err == nil {
 		fmt.Fprintf(stderr, "rstguard replay: writing the output: %v\n", ferr)
 		return 1
 	}
 	if sum.Frames > 0 || err == nil {
 		_ = sum.WriteSummary(stderr)
+		if filtered {
+			fmt.Fprintf(stderr, "selected: %d frames (%s), dropped: %d\n", selected, selection(filters, *dropsOnly), dropped)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "rstguard replay: %s: %v\n%s", name, err, replayHint(err, sum.Frames))
 		return 1
 	}
+	if *failOnDrop && dropped > 0 {
+		fmt.Fprintf(stderr, "rstguard replay: %d selected packets dropped (--fail-on-drop): exit status %d\n", dropped, exitDropped)
+		return exitDropped
+	}
 	return 0
+}
+
+// matchAny reports whether f matches one of filters (every frame when there
+// are none).
+func matchAny(filters []replay.FlowFilter, f *replay.Frame) bool {
+	if len(filters) == 0 {
+		return true
+	}
+	for i := range filters {
+		if filters[i].Match(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// selection describes what --flow and --drops-only selected, for the
+// summary on standard error.
+func selection(filters []replay.FlowFilter, dropsOnly bool) string {
+	var parts []string
+	for i := range filters {
+		parts = append(parts, fmt.Sprintf("--flow %q", filters[i].String()))
+	}
+	what := "all flows"
+	if len(parts) > 0 {
+		what = strings.Join(parts, " or ")
+	}
+	if dropsOnly {
+		what += ", printing drops only"
+	}
+	return what
 }
 
 // replayHint says how to fix an unreadable capture.

@@ -2,9 +2,12 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -161,6 +164,199 @@ func TestReplayCommandErrors(t *testing.T) {
 		}
 		if tc.code == 1 && strings.Contains(tc.stderr, "replayed") {
 			replayLines(t, out) // what was replayed is still valid output
+		}
+	}
+}
+
+// jsonObjects parses JSON lines without the frame-order check of
+// replayLines (filtered output skips frames).
+func jsonObjects(t *testing.T, out string) []map[string]any {
+	t.Helper()
+	var ms []map[string]any
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %v: %q", err, line)
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// TestReplayCommandSelection: --drops-only and --flow choose the frames
+// printed (never the engine's input: the verdicts stay those of the whole
+// capture), --summary prints flows, --fail-on-drop sets exit status 3.
+func TestReplayCommandSelection(t *testing.T) {
+	forged := filepath.Join(replayTestdata, "forged.pcapng")
+	normal := filepath.Join(replayTestdata, "normal.pcap")
+	all := func(ms []map[string]any, key string, v any) bool {
+		for _, m := range ms {
+			if m[key] != v {
+				return false
+			}
+		}
+		return true
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		code  int
+		lines int                            // JSON objects on stdout
+		check func(ms []map[string]any) bool // nil: none
+		errs  []string                       // on stderr
+	}{
+		{"drops only", []string{"--drops-only", forged}, 0, 2, func(ms []map[string]any) bool {
+			return all(ms, "verdict", "drop") && ms[0]["reason"] == "rst_syn_sent_bad_ack" && ms[1]["reason"] == "rst_out_of_window" &&
+				ms[0]["frame"] == float64(4) && ms[1]["frame"] == float64(22) // the capture's own frame numbers
+		}, []string{"selected: 38 frames (all flows, printing drops only), dropped: 2"}},
+		{"flow host and port", []string{"--flow", "host 192.0.2.2 port 8080", forged}, 0, 33, func(ms []map[string]any) bool {
+			_, tcp := ms[0]["flags"]
+			return tcp && ms[1]["reason"] == "rst_syn_sent_bad_ack" // both directions
+		}, []string{`--flow "host 192.0.2.2 port 8080"`, "dropped: 2"}},
+		{"flow endpoint", []string{"--flow=192.0.2.2:8080", forged}, 0, 33, nil, nil},
+		{"flow no match", []string{"--flow", "port 80", forged}, 0, 0, nil, []string{"selected: 0 frames"}},
+		{"flows ORed", []string{"--flow", "port 80", "--flow", "net 192.0.2.0/24", forged}, 0, 33, nil,
+			[]string{`--flow "port 80" or --flow "net 192.0.2.0/24"`}},
+		{"flow and drops only", []string{"--flow", "192.0.2.1", "--drops-only", forged}, 0, 2, func(ms []map[string]any) bool {
+			return all(ms, "verdict", "drop")
+		}, nil},
+		{"summary", []string{"--summary", forged}, 0, 1, func(ms []map[string]any) bool {
+			m := ms[0]
+			d, _ := m["drops"].(map[string]any)
+			return m["flow"] == float64(1) && m["src"] == "192.0.2.1:49106" && m["dst"] == "192.0.2.2:8080" &&
+				m["packets"] == float64(33) && m["accepted"] == float64(31) && m["dropped"] == float64(2) &&
+				d["rst_out_of_window"] == float64(1) && d["rst_syn_sent_bad_ack"] == float64(1) && len(d) == 2 &&
+				m["final_state"] == "time_wait" && m["first_frame"] == float64(3) && m["last_frame"] == float64(38)
+		}, nil},
+		{"summary drops only, clean capture", []string{"--summary", "--drops-only", normal}, 0, 0, nil, nil},
+		{"summary, flow no match", []string{"--summary", "--flow", "host 203.0.113.1", forged}, 0, 0, nil, nil},
+		{"fail on drop", []string{"--fail-on-drop", forged}, 3, 38, nil, []string{"2 selected packets dropped (--fail-on-drop)"}},
+		{"fail on drop, summary", []string{"--fail-on-drop", "--summary", forged}, 3, 1, nil, nil},
+		{"fail on drop, clean", []string{"--fail-on-drop", normal}, 0, 32, nil, nil},
+		{"fail on drop, other flows", []string{"--fail-on-drop", "--flow", "port 443", forged}, 0, 0, nil, nil},
+		{"bad filter", []string{"--flow", "port https", forged}, 2, 0, nil, []string{"port \"https\": want a TCP port number"}},
+		{"filter with or", []string{"--flow", "port 80 or port 443", forged}, 2, 0, nil, []string{"repeat --flow"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--format", "jsonl"}, tc.args...)
+			code, out, errOut := runReplay(t, nil, args...)
+			if code != tc.code {
+				t.Fatalf("%v: exit %d, want %d: %s", args, code, tc.code, errOut)
+			}
+			ms := jsonObjects(t, out)
+			if len(ms) != tc.lines {
+				t.Fatalf("%v: %d lines, want %d:\n%s", args, len(ms), tc.lines, out)
+			}
+			if tc.check != nil && !tc.check(ms) {
+				t.Errorf("%v: unexpected output:\n%s", args, out)
+			}
+			for _, s := range tc.errs {
+				if !strings.Contains(errOut, s) {
+					t.Errorf("%v: stderr lacks %q:\n%s", args, s, errOut)
+				}
+			}
+		})
+	}
+	// The text forms: the flow table, and the frames of --drops-only.
+	code, out, errOut := runReplay(t, nil, "--summary", forged)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 2 ||
+		!strings.Contains(lines[0], "final state") || !strings.Contains(lines[1], "rst_syn_sent_bad_ack 1, rst_out_of_window 1") {
+		t.Errorf("text summary: exit %d:\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runReplay(t, nil, "--drops-only", forged)
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); code != 0 || len(lines) != 3 || !strings.Contains(lines[2], "rst_out_of_window") {
+		t.Errorf("text drops: exit %d:\n%s", code, out)
+	}
+	// An unreadable capture is status 1 even with drops before the cut.
+	b, err := os.ReadFile(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := runReplay(t, b[:len(b)*2/3], "--fail-on-drop", "-"); code != 1 {
+		t.Errorf("cut capture with --fail-on-drop: exit %d, want 1: %s", code, errOut)
+	}
+}
+
+// TestReplayCommandConfigLine: standard error names the configuration the
+// verdicts came from, with the SHA-256 of the file's bytes.
+func TestReplayCommandConfigLine(t *testing.T) {
+	capture := filepath.Join(replayTestdata, "refused.pcap")
+	_, _, errOut := runReplay(t, nil, capture)
+	if first := strings.SplitN(errOut, "\n", 2)[0]; first != "config: defaults (no --config given)" {
+		t.Errorf("first stderr line %q", first)
+	}
+	path := filepath.Join(t.TempDir(), "exact.toml")
+	data := []byte("[policy]\nrst_mode = \"exact\"\n")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, errOut = runReplay(t, nil, "--config", path, capture)
+	want := fmt.Sprintf("config: %s (sha256 %x)", path, sha256.Sum256(data))
+	if first := strings.SplitN(errOut, "\n", 2)[0]; first != want {
+		t.Errorf("first stderr line %q, want %q", first, want)
+	}
+}
+
+// TestReplayCommandLinkTypes: the command reads the capture of every link
+// type under replay/testdata and drops its forged out-of-window reset.
+func TestReplayCommandLinkTypes(t *testing.T) {
+	names, _ := filepath.Glob(filepath.Join(replayTestdata, "link-*.pcap"))
+	if len(names) < 6 {
+		t.Fatalf("%d link-type captures, want 6 or more", len(names))
+	}
+	for _, name := range names {
+		code, out, errOut := runReplay(t, nil, "--format", "jsonl", "--drops-only", "--fail-on-drop", name)
+		if code != exitDropped {
+			t.Errorf("%s: exit %d, want %d: %s", name, code, exitDropped, errOut)
+		}
+		if n := countReason(jsonObjects(t, out), "drop", "rst_out_of_window"); n != 1 {
+			t.Errorf("%s: %d rst_out_of_window drops, want 1:\n%s", name, n, out)
+		}
+		if !strings.Contains(errOut, "not IP 0)") {
+			t.Errorf("%s: frames without IP (an unread link header):\n%s", name, errOut)
+		}
+	}
+}
+
+// TestReplayFlagsInREADME: every flag of rstguard replay (as -h lists them)
+// is documented in the README's replay section, and the link types of its
+// table are the ones the help names.
+func TestReplayFlagsInREADME(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "## Offline replay")
+	end := strings.Index(readme[start:], "\n## ")
+	if start < 0 || end < 0 {
+		t.Fatal("README has no Offline replay section")
+	}
+	section := readme[start : start+end]
+	_, _, help := runReplay(t, nil, "-h")
+	n := 0
+	for _, line := range strings.Split(help, "\n") {
+		if !strings.HasPrefix(line, "  -") {
+			continue
+		}
+		name := strings.Fields(line)[0][1:]
+		n++
+		if !regexp.MustCompile(`--` + name + `\b`).MatchString(section) {
+			t.Errorf("flag --%s is not in the README's replay section", name)
+		}
+	}
+	if n < 6 {
+		t.Errorf("found %d flags in the help:\n%s", n, help)
+	}
+	for _, lt := range []struct{ readme, help string }{
+		{"DLT_NULL", "DLT_NULL"}, {"DLT_LOOP", "DLT_LOOP"}, {"| PPP |", "PPP"}, {"HDLC", "HDLC"},
+		{"SLL2", "SLL2"}, {"228 IPv4", "LINKTYPE_IPV4"}, {"229 IPv6", "LINKTYPE_IPV6"},
+	} {
+		if !strings.Contains(section, lt.readme) || !strings.Contains(help, lt.help) {
+			t.Errorf("link type %s: missing from the README's replay section or the help", lt.help)
 		}
 	}
 }
