@@ -1,180 +1,32 @@
 package replay
 
-import (
-	"errors"
-	"fmt"
-	"net/netip"
-	"strconv"
-	"strings"
-)
+import "github.com/rstguard/rstguard/flowfilter"
 
 // FilterSyntax documents the syntax ParseFlowFilter reads, for help texts.
-const FilterSyntax = `A flow filter is one or more terms, all of which must match (separated
-by spaces, optionally by "and"); each term matches either endpoint, so a
-filter selects both directions of a connection:
-  host ADDR         an endpoint's address is ADDR   (also: ADDR alone)
-  net CIDR          an endpoint's address is in CIDR (also: CIDR alone)
-  port N            an endpoint's TCP port is N
-  ADDR:PORT         an endpoint is ADDR:PORT         ([v6]:PORT for IPv6)
-Examples: "host 192.0.2.1 port 443", "198.51.100.0/24",
-"192.0.2.1:40000 192.0.2.2:443" (one connection), "2001:db8::/32 and port 22".`
+const FilterSyntax = flowfilter.Syntax
 
-// errEmptyFilter is returned for a filter without terms.
-var errEmptyFilter = errors.New("empty flow filter: give at least one term (host ADDR, net CIDR, port N or ADDR:PORT)")
+// FlowFilter selects flows of a capture by their endpoints: it matches a
+// frame when every one of its terms matches the frame's source or its
+// destination (package flowfilter). The zero FlowFilter matches every
+// frame.
+type FlowFilter struct{ f flowfilter.Filter }
 
-// FlowFilter selects flows by their endpoints: it matches a frame when
-// every one of its terms matches the frame's source or its destination.
-// Because no term is directional, both directions of a connection match
-// alike: a filter selects whole flows. The zero FlowFilter has no terms
-// and matches every frame.
-type FlowFilter struct {
-	terms []filterTerm
-	text  string
-}
-
-type filterKind uint8
-
-const (
-	filterNet      filterKind = iota // the address is in prefix (host: a /32 or /128)
-	filterPort                       // the port is port (TCP only)
-	filterEndpoint                   // the address and port are addr:port (TCP only)
-)
-
-type filterTerm struct {
-	kind   filterKind
-	prefix netip.Prefix
-	ap     netip.AddrPort
-	port   uint16
-}
-
-// ParseFlowFilter parses a filter in the syntax of FilterSyntax.
+// ParseFlowFilter parses a filter in the syntax of FilterSyntax, without
+// state terms (a capture's packets have no one state).
 func ParseFlowFilter(s string) (FlowFilter, error) {
-	words := strings.Fields(s)
-	ff := FlowFilter{text: strings.Join(words, " ")}
-	for i := 0; i < len(words); i++ {
-		w := words[i]
-		arg := func() (string, error) {
-			if i+1 >= len(words) {
-				return "", fmt.Errorf("%q needs a value", w)
-			}
-			i++
-			return words[i], nil
-		}
-		var t filterTerm
-		var err error
-		switch strings.ToLower(w) {
-		case "and", "&&":
-			if i == 0 || i == len(words)-1 {
-				return FlowFilter{}, fmt.Errorf("flow filter %q: %q must stand between two terms", s, w)
-			}
-			continue
-		case "or", "||", "not", "!", "src", "dst":
-			return FlowFilter{}, fmt.Errorf("flow filter %q: %q is not supported: terms are joined by AND and match either endpoint; repeat --flow for alternatives", s, w)
-		case "host":
-			var v string
-			if v, err = arg(); err == nil {
-				t, err = parseHost(v)
-			}
-		case "net":
-			var v string
-			if v, err = arg(); err == nil {
-				t, err = parseNet(v)
-			}
-		case "port":
-			var v string
-			if v, err = arg(); err == nil {
-				t, err = parsePort(v)
-			}
-		default:
-			t, err = parseBare(w)
-		}
-		if err != nil {
-			return FlowFilter{}, fmt.Errorf("flow filter %q: %w", s, err)
-		}
-		ff.terms = append(ff.terms, t)
-	}
-	if len(ff.terms) == 0 {
-		return FlowFilter{}, errEmptyFilter
-	}
-	return ff, nil
-}
-
-func parseHost(v string) (filterTerm, error) {
-	a, err := netip.ParseAddr(v)
-	if err != nil {
-		return filterTerm{}, fmt.Errorf("host %q: not an IPv4 or IPv6 address", v)
-	}
-	a = a.Unmap().WithZone("")
-	return filterTerm{kind: filterNet, prefix: netip.PrefixFrom(a, a.BitLen())}, nil
-}
-
-func parseNet(v string) (filterTerm, error) {
-	p, err := netip.ParsePrefix(v)
-	if err != nil {
-		return filterTerm{}, fmt.Errorf("net %q: not a CIDR prefix such as 192.0.2.0/24 or 2001:db8::/32", v)
-	}
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return filterTerm{kind: filterNet, prefix: p.Masked()}, nil
-}
-
-func parsePort(v string) (filterTerm, error) {
-	n, err := strconv.ParseUint(v, 10, 16)
-	if err != nil || n == 0 {
-		return filterTerm{}, fmt.Errorf("port %q: want a TCP port number from 1 to 65535", v)
-	}
-	return filterTerm{kind: filterPort, port: uint16(n)}, nil
-}
-
-// parseBare reads a term without a keyword: ADDR:PORT, [v6]:PORT, CIDR or
-// ADDR.
-func parseBare(w string) (filterTerm, error) {
-	if ap, err := netip.ParseAddrPort(w); err == nil {
-		if ap.Port() == 0 {
-			return filterTerm{}, fmt.Errorf("%q: port 0 is no TCP port", w)
-		}
-		return filterTerm{kind: filterEndpoint, ap: netip.AddrPortFrom(ap.Addr().Unmap().WithZone(""), ap.Port())}, nil
-	}
-	if strings.Contains(w, "/") {
-		return parseNet(w)
-	}
-	if _, err := netip.ParseAddr(w); err == nil {
-		return parseHost(w)
-	}
-	return filterTerm{}, fmt.Errorf("%q is not a term: want host ADDR, net CIDR, port N, ADDR, CIDR or ADDR:PORT", w)
+	f, err := flowfilter.Parse(s, false)
+	return FlowFilter{f}, err
 }
 
 // String returns the filter as parsed (words separated by single spaces).
-func (ff *FlowFilter) String() string { return ff.text }
+func (ff *FlowFilter) String() string { return ff.f.String() }
 
 // Match reports whether f belongs to a flow the filter selects. Frames
 // without IP match only the empty filter; port and ADDR:PORT terms match
 // only TCP frames.
 func (ff *FlowFilter) Match(f *Frame) bool {
-	if len(ff.terms) == 0 {
+	if ff.f.Empty() {
 		return true
 	}
-	if !f.IP {
-		return false
-	}
-	for i := range ff.terms {
-		t := &ff.terms[i]
-		if !t.match(f.Src, f.TCP) && !t.match(f.Dst, f.TCP) {
-			return false
-		}
-	}
-	return true
-}
-
-func (t *filterTerm) match(ap netip.AddrPort, tcp bool) bool {
-	switch t.kind {
-	case filterNet:
-		return t.prefix.Contains(ap.Addr())
-	case filterPort:
-		return tcp && ap.Port() == t.port
-	case filterEndpoint:
-		return tcp && ap == t.ap
-	}
-	return false
+	return f.IP && ff.f.Match(f.Src, f.Dst, f.TCP)
 }
