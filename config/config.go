@@ -32,10 +32,17 @@ type Config struct {
 	Log       Log       `toml:"log"`
 	Guard     Guard     `toml:"guard"`
 	Events    Events    `toml:"events"`
+	Control   Control   `toml:"control"`
 }
 
 // Guard is [guard]: how rstguard and the shipped firewall rules keep resets
 // it did not judge from being delivered (deploy/iptables.rules).
+// Control configures the control socket (rstguard flows, status).
+type Control struct {
+	// Socket is the Unix socket's path (mode 0600); "" turns it off.
+	Socket string `toml:"socket"`
+}
+
 // Events configures the event log (package events): one JSON line per
 // dropped packet and per reset decision.
 type Events struct {
@@ -149,6 +156,7 @@ const (
 	DefaultLogRateLimit        = 10
 	DefaultLogBurst            = 20
 	DefaultEventRing           = 1 << 16
+	DefaultControlSocket       = "/run/rstguard/control.sock"
 )
 
 // Limits enforced on values.
@@ -196,6 +204,7 @@ func Default() *Config {
 		Metrics: Metrics{Listen: DefaultMetricsListen},
 		Guard:   Guard{JudgedMark: MaskedMark{Value: JudgedBit, Mask: JudgedBit}},
 		Events:  Events{RingSize: DefaultEventRing},
+		Control: Control{Socket: DefaultControlSocket},
 		Log: Log{
 			Level:     "info",
 			Format:    "text",

@@ -190,8 +190,15 @@ func buildSchema() *node {
 		{name: "guard", children: []*node{
 			{name: "judged_mark", decode: decodeMaskedMark},
 		}},
+		{name: "control", children: []*node{
+			{name: "socket", decode: func(d *decoder, path []string, v any, c *Config) {
+				decodeAbsPath(d, path, v, &c.Control.Socket, DefaultControlSocket)
+			}},
+		}},
 		{name: "events", children: []*node{
-			{name: "path", decode: decodeEventsPath},
+			{name: "path", decode: func(d *decoder, path []string, v any, c *Config) {
+				decodeAbsPath(d, path, v, &c.Events.Path, "/var/log/rstguard/events.jsonl")
+			}},
 			boolKey("journal", func(c *Config) *bool { return &c.Events.Journal }),
 			intKey("ring_size", MinEventRing, MaxEventRing, " (events per queue waiting to be written)",
 				func(c *Config) *int { return &c.Events.RingSize }),
@@ -560,18 +567,19 @@ func decodeQueueNumbers(d *decoder, path []string, v any, c *Config) {
 	c.Queue.Numbers = qs
 }
 
-// decodeEventsPath decodes [events] path: "" or an absolute file name.
-func decodeEventsPath(d *decoder, path []string, v any, c *Config) {
+// decodeAbsPath decodes a file name that is "" (off) or absolute; example
+// is shown in the messages.
+func decodeAbsPath(d *decoder, path []string, v any, field *string, example string) {
 	s, ok := v.(string)
 	if !ok {
-		d.errorf(path, `must be a string, not %s; give an absolute file name such as "/var/log/rstguard/events.jsonl", or "" for no file`, describe(v))
+		d.errorf(path, `must be a string, not %s; give an absolute file name such as %q, or "" to turn it off`, describe(v), example)
 		return
 	}
 	if s != "" && !filepath.IsAbs(s) {
-		d.errorf(path, `%q is not an absolute path; the daemon's working directory is not yours: write it in full, such as "/var/log/rstguard/events.jsonl"`, s)
+		d.errorf(path, `%q is not an absolute path; the daemon's working directory is not yours: write it in full, such as %q`, s, example)
 		return
 	}
-	c.Events.Path = s
+	*field = s
 }
 
 // decodeListen decodes [metrics] listen: "" or host:port with a port from 1

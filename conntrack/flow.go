@@ -84,6 +84,7 @@ type Flow struct {
 	// InitSide is the Key side of the initiator.
 	InitSide Side
 
+	created    int64  // ns, when the flow was inserted
 	lastSeen   int64  // ns, of the last accepted packet
 	movedAt    int64  // ns, when the flow was last put at the head of its list
 	prev, next uint32 // LRU links within the state's list (slot index+1, 0 = none)

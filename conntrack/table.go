@@ -186,7 +186,7 @@ func (t *Table) Insert(k *Key, st State, now int64) (slot uint32, ok bool) {
 		t.used++
 	}
 	f := t.Flow(s)
-	*f = Flow{Key: *k, State: st, lastSeen: now, movedAt: now}
+	*f = Flow{Key: *k, State: st, created: now, lastSeen: now, movedAt: now}
 	t.place(k.hash(t.seed)>>32<<32 | uint64(s+1))
 	t.count++
 	t.pushHead(s, st)

@@ -215,3 +215,48 @@ func TestKeySymmetric(t *testing.T) {
 		t.Fatalf("less not antisymmetric")
 	}
 }
+
+// TestWalkVisitsEveryLiveFlowInBoundedSteps: a walk in steps of 100 slots
+// sees each live flow once, skips deleted and expired ones, and may delete
+// the flow it is visiting.
+func TestWalkVisitsEveryLiveFlowInBoundedSteps(t *testing.T) {
+	tb := NewTable(cfg(5000))
+	for j := uint32(0); j < 1000; j++ {
+		k := testKey(j)
+		s, ok := tb.Insert(&k, StateEstablished, 1)
+		if !ok {
+			t.Fatal("insert")
+		}
+		if j%10 == 0 {
+			tb.Delete(s)
+		}
+	}
+	k := testKey(5000)
+	tb.Insert(&k, StateSynSent, 1) // reuses a freed slot; expires first
+	now := int64(1) + tb.tmo[StateSynSent] + 1
+	seen := map[Key]bool{}
+	steps := 0
+	for next, done := uint32(0), false; !done; steps++ {
+		next, done = tb.Walk(next, 100, now, func(slot uint32, f *Flow) {
+			if seen[f.Key] {
+				t.Errorf("flow seen twice")
+			}
+			seen[f.Key] = true
+			if f.Created() != 1 {
+				t.Errorf("created %d", f.Created())
+			}
+			if f.Key == testKey(999) {
+				tb.Delete(slot)
+			}
+		})
+	}
+	if len(seen) != 900 || seen[testKey(5000)] || seen[testKey(10)] {
+		t.Errorf("saw %d flows (want 900: 1000 less 100 deleted, the expired SYN-SENT one skipped)", len(seen))
+	}
+	if steps < 10 {
+		t.Errorf("%d steps for 1000 slots of 100", steps)
+	}
+	if tb.Len() != 900 { // 901 live less the one deleted during the walk
+		t.Errorf("len %d", tb.Len())
+	}
+}

@@ -87,8 +87,10 @@ type Worker struct {
 	busySince atomic.Int64
 	looping   atomic.Bool
 
-	events  *events.Ring // nil: no event log
-	epochNs int64        // opts.Epoch in Unix nanoseconds: event time = epochNs + now
+	events  *events.Ring                 // nil: no event log
+	ctl     chan *ctlReq                 // control requests (control.go)
+	wake    atomic.Pointer[netlink.Conn] // the bound socket, for waking the loop
+	epochNs int64                        // opts.Epoch in Unix nanoseconds: event time = epochNs + now
 
 	// Owned by the receive loop while bound.
 	conn      *netlink.Conn
@@ -147,6 +149,7 @@ func New(cfg Config, e *policy.Engine, opts Options) *Worker {
 	}
 	w := &Worker{cfg: cfg, engine: e, opts: opts, fd: -1}
 	w.epochNs = opts.Epoch.UnixNano()
+	w.ctl = make(chan *ctlReq, 1)
 	w.rx.init(slotSize(w.copyRange()))
 	w.readFn = w.read
 	w.log = opts.Logger.With("queue", cfg.Queue)
@@ -282,9 +285,12 @@ func (w *Worker) serve(ctx context.Context) exitCause {
 		}
 	}()
 	w.looping.Store(true)
+	w.wake.Store(w.conn)
 	cause := w.loop()
 	close(done)
 	w.looping.Store(false)
+	w.wake.Store(nil)
+	w.failCtl(errNotRunning)
 	if cause == exitStopped {
 		w.unbind()
 	}
@@ -308,6 +314,7 @@ func (w *Worker) loop() exitCause {
 		if err == nil {
 			w.errStreak = 0
 			w.burst(n)
+			w.serveCtl()
 			continue
 		}
 		if c := w.onError(err); c != exitNone {
@@ -329,6 +336,10 @@ func (w *Worker) awaitAck(seq uint32, timeout time.Duration) (int32, error) {
 		n, err := w.receive()
 		if err != nil {
 			if isTimeout(err) {
+				if time.Now().Before(deadline) { // someone else's wake-up
+					w.conn.SetReadDeadline(deadline)
+					continue
+				}
 				return 0, fmt.Errorf("no answer from the kernel within %v", timeout)
 			}
 			return 0, err
@@ -369,8 +380,13 @@ func (w *Worker) read(fd uintptr) bool {
 func (w *Worker) onError(err error) exitCause {
 	if isTimeout(err) {
 		if !w.stopping {
-			return exitNone // the stop request's wake-up: the loop begins the drain
+			// A wake-up: a control request, or the stop request (the
+			// loop then begins the drain, which sets its own deadline).
+			w.conn.SetReadDeadline(time.Time{})
+			w.serveCtl()
+			return exitNone
 		}
+		w.serveCtl()
 		return w.drainCheck()
 	}
 	if unusable(err) {

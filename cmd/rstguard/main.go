@@ -25,6 +25,8 @@ func commands() []command {
 		{"run", "run the daemon on NFQUEUE", cmdRun},
 		{"replay", "run a pcap/pcapng capture through the engine", cmdReplay},
 		{"lab", "build a namespace lab and play the attacks (root)", cmdLab},
+		{"flows", "list, show or flush the running daemon's flows", cmdFlows},
+		{"status", "show the running daemon's state", cmdStatus},
 		{"check-config", "validate a configuration file", cmdCheckConfig},
 		{"version", "print the version", cmdVersion},
 	}

@@ -125,6 +125,17 @@ type runDaemon struct {
 	// rulesNow asks watchRules for an immediate read of the rules.
 	rulesNow chan struct{}
 	ready    atomic.Bool
+
+	// For the control socket's status (any goroutine).
+	started time.Time
+	cfgNow  atomic.Pointer[runningConfig]
+	rules   atomic.Pointer[rulesSeen]
+}
+
+// setRunning records the configuration in force for status.
+func (d *runDaemon) setRunning(cfg *config.Config, file string) {
+	d.cfgNow.Store(&runningConfig{file: file, hash: fileHash(file), summary: cfg.Summary(),
+		flowLimit: cfg.TableConfig(len(cfg.Queue.Numbers)).MaxFlows})
 }
 
 // GuardStatePath is where the daemon keeps the rule counters it has
@@ -178,6 +189,7 @@ func (d *runDaemon) checkRules(ctx context.Context, bound []uint16, last *[metri
 	} else {
 		var missing bool
 		unbound, missing = c.Problems(bound)
+		d.rules.Store(&rulesSeen{queues: c.Queues, unbound: unbound})
 		now[metrics.ProblemQueueNotBound] = len(unbound) > 0
 		now[metrics.ProblemGuardMissing] = missing
 		if err := d.proc.Guard.Sample(c, len(unbound) > 0); err != nil && report {
@@ -241,6 +253,10 @@ func (d *runDaemon) run() int {
 		d.workers = append(d.workers, w)
 		mqs = append(mqs, metrics.Queue{Num: q, Engine: w.Engine(), Stats: w.Stats()})
 	}
+	d.started = epoch
+	if d.cfgNow.Load() == nil {
+		d.setRunning(cfg, cfg.File)
+	}
 	evCtx, evStop := context.WithCancel(context.Background())
 	if ev, err := d.startEvents(evCtx); err != nil {
 		evStop()
@@ -279,6 +295,19 @@ func (d *runDaemon) run() int {
 		d.log.Info("metrics listening", "addr", srv.Addr().String())
 		bg.Add(1)
 		go func() { defer bg.Done(); srv.Serve(srvCtx, d.log) }()
+	}
+
+	if p := cfg.Control.Socket; p != "" {
+		ln, err := listenControl(p)
+		if err != nil {
+			// The guard matters more than its inspection: run without.
+			d.log.Error("could not open the control socket; rstguard flows and status will not work", "path", p, "err", err)
+		} else {
+			defer os.Remove(p)
+			bg.Add(1)
+			go func() { defer bg.Done(); d.serveControl(srvCtx, ln) }()
+			d.log.Info("control socket listening", "path", p)
+		}
 	}
 
 	// Workers: bind every queue; READY=1 once all are bound.
@@ -457,6 +486,11 @@ func (d *runDaemon) reload() {
 			"running", old.Queue.Numbers, "configured", cfg.Queue.Numbers)
 		cfg.Queue.Numbers = old.Queue.Numbers
 	}
+	if cfg.Control != old.Control {
+		d.log.Warn("[control] socket changed; it takes effect at the next restart",
+			"running", old.Control.Socket, "configured", cfg.Control.Socket)
+		cfg.Control = old.Control
+	}
 	if cfg.Events != old.Events {
 		d.log.Warn("[events] settings changed; they take effect at the next restart (SIGHUP only reopens the file)",
 			"running_path", old.Events.Path, "configured_path", cfg.Events.Path)
@@ -479,6 +513,7 @@ func (d *runDaemon) reload() {
 	}
 	d.logs.set(cfg.Log.Format, cfg.SlogLevel())
 	d.cfg = cfg
+	d.setRunning(cfg, file)
 	d.proc.ReloadsOK.Add(1)
 	if file == "" {
 		file = "(built-in defaults)"

@@ -1,0 +1,106 @@
+package nfq
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/flowfilter"
+	"github.com/rstguard/rstguard/policy"
+)
+
+// fakeLoop stands in for the receive loop: it serves control requests until
+// stop is closed.
+func fakeLoop(w *Worker) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	w.looping.Store(true)
+	go func() {
+		defer close(exited)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Microsecond):
+				w.serveCtl()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-exited; w.looping.Store(false) }) }
+}
+
+func TestControlFlowsAndFlush(t *testing.T) {
+	w := newTestWorker(t, policy.DefaultConfig(), nil)
+	establish(t, w) // 192.0.2.1:40000 -> 198.51.100.1:80, ISNs 1000 / 5000
+	for i := range 3000 { // more than one step of other flows
+		p := tcp4(t, seg{seq: uint32(i), syn: true})
+		p[20], p[21] = byte((1024+i)>>8), byte(1024+i) // source port
+		w.handle(p, 0, 0, w.now())
+	}
+	stop := fakeLoop(w)
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	all, _ := flowfilter.Parse("net 192.0.2.0/24", true)
+	n, batches := 0, 0
+	if err := w.Flows(ctx, &all, func(fs []FlowInfo) error { n += len(fs); batches++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3001 {
+		t.Errorf("listed %d flows, want 3001", n)
+	}
+
+	est, _ := flowfilter.Parse("port 40000 state established", true)
+	var got []FlowInfo
+	if err := w.Flows(ctx, &est, func(fs []FlowInfo) error { got = append(got, fs...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("established flows on port 40000: %+v", got)
+	}
+	f := got[0]
+	if f.Src.String() != "192.0.2.1:40000" || f.Dst.String() != "198.51.100.1:80" || f.State != conntrack.StateEstablished ||
+		f.Queue != 3 || f.PickedUp || f.OneWay || f.Age < 0 || f.Idle < 0 {
+		t.Errorf("flow %+v", f)
+	}
+	o, r := f.Dir[conntrack.Original], f.Dir[conntrack.Reply]
+	if o.End != 1001 || r.End != 5001 || o.Ack != 5001 || r.Ack != 1001 || !o.Seen || !r.Seen {
+		t.Errorf("directions %+v %+v", o, r)
+	}
+	// The client's segments must fall in the server's receive window,
+	// which starts at what the server acknowledged.
+	if o.WinLo != 1001 || o.WinHi <= o.WinLo || r.WinLo != 5001 {
+		t.Errorf("windows: original [%d,%d) reply [%d,%d)", o.WinLo, o.WinHi, r.WinLo, r.WinHi)
+	}
+
+	syns, _ := flowfilter.Parse("state syn_sent", true)
+	flushed, err := w.Flush(ctx, &syns)
+	if err != nil || flushed != 3000 {
+		t.Fatalf("flushed %d (%v), want 3000", flushed, err)
+	}
+	n = 0
+	w.Flows(ctx, &all, func(fs []FlowInfo) error { n += len(fs); return nil })
+	if n != 1 || w.stats.Flushed.Load() != 3000 {
+		t.Errorf("after the flush: %d flows, flushed counter %d", n, w.stats.Flushed.Load())
+	}
+	// The next packet of the established flow after flushing it: picked
+	// up mid-stream (pickup is on by default).
+	w.Flush(ctx, &est)
+	stop()
+	w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, w.now())
+	if w.last.Reason != policy.ReasonPickup {
+		t.Errorf("after the flush the next packet is %s, want pickup", w.last.Reason)
+	}
+}
+
+func TestControlNotRunning(t *testing.T) {
+	w := newTestWorker(t, policy.DefaultConfig(), nil)
+	var f flowfilter.Filter
+	if err := w.Flows(context.Background(), &f, func([]FlowInfo) error { return nil }); err == nil {
+		t.Fatal("a request to a worker that is not running must fail, not hang")
+	}
+}
