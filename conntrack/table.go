@@ -150,10 +150,10 @@ func (t *Table) Lookup(k *Key, now int64) (slot uint32, ok bool) {
 		}
 		s := uint32(e) - 1
 		f := t.Flow(s)
-		if f.Key != *k {
+		if f.key != *k {
 			continue
 		}
-		if now-f.lastSeen > t.tmo[f.State] {
+		if now-f.lastSeen > t.tmo[f.state] {
 			t.stats.Expired.Add(1)
 			t.delete(s)
 			return 0, false
@@ -186,7 +186,7 @@ func (t *Table) Insert(k *Key, st State, now int64) (slot uint32, ok bool) {
 		t.used++
 	}
 	f := t.Flow(s)
-	*f = Flow{Key: *k, State: st, lastSeen: now, movedAt: now}
+	*f = Flow{key: *k, state: st, lastSeen: now, movedAt: now}
 	t.place(k.hash(t.seed)>>32<<32 | uint64(s+1))
 	t.count++
 	t.pushHead(s, st)
@@ -267,7 +267,7 @@ func (t *Table) Reap(now int64, budget int) int {
 // between state lists when st changed).
 func (t *Table) Touch(s uint32, st State, now int64) {
 	f := t.Flow(s)
-	old := f.State
+	old := f.state
 	f.lastSeen = now
 	if old == st && (now-f.movedAt < touchEvery || t.heads[st] == s+1) {
 		return
@@ -277,7 +277,7 @@ func (t *Table) Touch(s uint32, st State, now int64) {
 	if old != st {
 		t.stats.Flows[old].Add(-1)
 		t.stats.Flows[st].Add(1)
-		f.State = st
+		f.state = st
 	}
 	t.pushHead(s, st)
 }
@@ -291,13 +291,13 @@ func (t *Table) Delete(s uint32) { t.delete(s) }
 
 func (t *Table) delete(s uint32) {
 	f := t.Flow(s)
-	t.unlink(s, f.State)
-	t.stats.Flows[f.State].Add(-1)
-	if f.Flags&flowOneWayCounted != 0 {
+	t.unlink(s, f.state)
+	t.stats.Flows[f.state].Add(-1)
+	if f.flags&flowOneWayCounted != 0 {
 		t.stats.OneWay.Add(-1)
 	}
 	// Remove from the index with backward-shift deletion.
-	h := f.Key.hash(t.seed)
+	h := f.key.hash(t.seed)
 	i := (h >> 32) & t.mask
 	for uint32(t.index[i]) != s+1 {
 		i = (i + 1) & t.mask
@@ -349,16 +349,16 @@ func (t *Table) unlink(s uint32, st State) {
 // flowOneWayCounted marks a flow counted in Stats.OneWay.
 const flowOneWayCounted FlowFlags = 1 << 7
 
-// SetOneWay updates the one-way accounting of slot s's flow.
-func (t *Table) SetOneWay(s uint32, oneWay bool) {
+// setOneWay updates the one-way accounting of slot s's flow.
+func (t *Table) setOneWay(s uint32, oneWay bool) {
 	f := t.Flow(s)
-	counted := f.Flags&flowOneWayCounted != 0
+	counted := f.flags&flowOneWayCounted != 0
 	switch {
 	case oneWay && !counted:
-		f.Flags |= flowOneWayCounted
+		f.flags |= flowOneWayCounted
 		t.stats.OneWay.Add(1)
 	case !oneWay && counted:
-		f.Flags &^= flowOneWayCounted
+		f.flags &^= flowOneWayCounted
 		t.stats.OneWay.Add(-1)
 	}
 }

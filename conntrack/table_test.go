@@ -48,7 +48,7 @@ func TestInsertLookupDelete(t *testing.T) {
 		if want := i%3 != 0; ok != want {
 			t.Fatalf("lookup %d: found=%v, want %v", i, ok, want)
 		}
-		if ok && (s != slots[i] || tb.Flow(s).Key != k) {
+		if ok && (s != slots[i] || tb.Flow(s).Key() != k) {
 			t.Fatalf("lookup %d: wrong slot", i)
 		}
 	}
