@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/rstguard/rstguard/packet"
+	"github.com/rstguard/rstguard/packet/craft"
 	"github.com/rstguard/rstguard/seqnum"
 )
 
@@ -27,32 +28,29 @@ var (
 	srv = netip.MustParseAddrPort("198.51.100.20:443")
 )
 
-// seg is a segment of the test conversation. from is the client (Original)
-// or the server (Reply); they are the flow's directions whenever the client
-// speaks first.
+// seg is a segment of the test conversation, from the client (Original)
+// or the server (Reply): they are the flow's directions whenever the client
+// speaks first. It is built as bytes and decoded as the daemon decodes it.
 type seg struct {
-	from   Dir
-	flags  packet.Flags
-	seq    uint32
-	ack    uint32
-	win    uint16
-	n      uint32 // payload length
-	opts   packet.OptBits
-	wscale uint8
-	sack   uint32 // highest SACK right edge (with opts OptSACK)
+	from Dir
+	tcp  craft.TCP // without addresses
 }
 
+func fromC(t craft.TCP) seg { return seg{Original, t} }
+func fromS(t craft.TCP) seg { return seg{Reply, t} }
+
+// payload returns n bytes of data.
+func payload(n int) []byte { return make([]byte, n) }
+
 func (s seg) parsed() packet.Parsed {
-	src, dst := cli, srv
+	t := s.tcp
+	t.Src, t.Dst = cli, srv
 	if s.from == Reply {
-		src, dst = srv, cli
+		t.Src, t.Dst = srv, cli
 	}
-	return packet.Parsed{
-		Kind: packet.KindTCP, IPVersion: 4, Proto: 6,
-		Src: src.Addr().As16(), Dst: dst.Addr().As16(), SrcPort: src.Port(), DstPort: dst.Port(),
-		Flags: s.flags, Seq: seqnum.Value(s.seq), Ack: seqnum.Value(s.ack), Window: s.win,
-		PayloadLen: s.n, Opts: s.opts, WScale: s.wscale, SACKEdge: seqnum.Value(s.sack),
-	}
+	var p packet.Parsed
+	packet.Decode(t.Bytes(), 0, &p)
+	return p
 }
 
 // conn is a table holding one conversation, and a test clock.
@@ -122,20 +120,16 @@ type step struct {
 // handshake is SYN, SYN-ACK, ACK with window-scale shifts cWS and sWS (-1:
 // no option) and windows 64240/65160 on the SYNs, 502/509 after.
 func handshake(cWS, sWS int) []step {
-	syn := seg{from: Original, flags: packet.SYN, seq: cISN, win: 64240, opts: packet.OptMSS | packet.OptSACKPerm}
-	if cWS >= 0 {
-		syn.opts |= packet.OptWScale
-		syn.wscale = uint8(cWS)
-	}
-	sa := seg{from: Reply, flags: packet.SYN | packet.ACK, seq: sISN, ack: cISN + 1, win: 65160, opts: packet.OptMSS}
-	if sWS >= 0 {
-		sa.opts |= packet.OptWScale
-		sa.wscale = uint8(sWS)
+	opts := func(ws int) []byte {
+		if ws < 0 {
+			return craft.Options(craft.MSS(1460), craft.SACKPerm())
+		}
+		return craft.Options(craft.MSS(1460), craft.SACKPerm(), craft.WScale(uint8(ws)))
 	}
 	return []step{
-		{syn, ResultTracked, StateSynSent},
-		{sa, ResultTracked, StateSynRecv},
-		{seg{from: Original, flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 502}, ResultTracked, StateEstablished},
+		{fromC(craft.TCP{Flags: packet.SYN, Seq: cISN, Window: 64240, Options: opts(cWS)}), ResultTracked, StateSynSent},
+		{fromS(craft.TCP{Flags: packet.SYN | packet.ACK, Seq: sISN, Ack: cISN + 1, Window: 65160, Options: opts(sWS)}), ResultTracked, StateSynRecv},
+		{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 502}), ResultTracked, StateEstablished},
 	}
 }
 
@@ -144,10 +138,10 @@ func then(a []step, b ...step) []step { return append(append([]step{}, a...), b.
 
 // closeSteps are an orderly close after handshake(...) with no data.
 var closeSteps = []step{
-	{seg{from: Original, flags: packet.FIN | packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 502}, ResultTracked, StateFinWait},
-	{seg{from: Reply, flags: packet.ACK, seq: sISN + 1, ack: cISN + 2, win: 509}, ResultTracked, StateCloseWait},
-	{seg{from: Reply, flags: packet.FIN | packet.ACK, seq: sISN + 1, ack: cISN + 2, win: 509}, ResultTracked, StateLastAck},
-	{seg{from: Original, flags: packet.ACK, seq: cISN + 2, ack: sISN + 2, win: 502}, ResultTracked, StateTimeWait},
+	{fromC(craft.TCP{Flags: packet.FIN | packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 502}), ResultTracked, StateFinWait},
+	{fromS(craft.TCP{Flags: packet.ACK, Seq: sISN + 1, Ack: cISN + 2, Window: 509}), ResultTracked, StateCloseWait},
+	{fromS(craft.TCP{Flags: packet.FIN | packet.ACK, Seq: sISN + 1, Ack: cISN + 2, Window: 509}), ResultTracked, StateLastAck},
+	{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 2, Ack: sISN + 2, Window: 502}), ResultTracked, StateTimeWait},
 }
 
 func noPickup(c *Config) { c.Pickup = false }
@@ -155,8 +149,8 @@ func noPickup(c *Config) { c.Pickup = false }
 // TestTransitions has one row per transition of the state machine.
 func TestTransitions(t *testing.T) {
 	hs := handshake(-1, -1)
-	data := func(from Dir, seq, ack, n uint32) seg {
-		return seg{from: from, flags: packet.ACK | packet.PSH, seq: seq, ack: ack, win: 502, n: n}
+	data := func(from Dir, seq, ack uint32, n int) seg {
+		return seg{from, craft.TCP{Flags: packet.ACK | packet.PSH, Seq: seq, Ack: ack, Window: 502, Payload: payload(n)}}
 	}
 	tests := []struct {
 		name   string
@@ -171,7 +165,7 @@ func TestTransitions(t *testing.T) {
 			steps: then(hs,
 				step{data(Original, cISN+1, sISN+1, 300), ResultTracked, StateEstablished},
 				step{data(Reply, sISN+1, cISN+301, 100), ResultTracked, StateEstablished},
-				step{seg{from: Original, flags: packet.ACK, seq: cISN + 301, ack: sISN + 101, win: 502}, ResultTracked, StateEstablished}),
+				step{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 301, Ack: sISN + 101, Window: 502}), ResultTracked, StateEstablished}),
 			check: func(t *testing.T, c *conn) {
 				f := c.flow()
 				if got := f.peers[Original].end; got != sv(cISN+301) || got > 0x100 {
@@ -185,7 +179,7 @@ func TestTransitions(t *testing.T) {
 		{name: "orderly close", clause: "RFC 9293 3.6 figure 12", steps: then(hs, closeSteps...)},
 		{
 			name: "accepted reset closes the flow", clause: "RFC 9293 3.10.7.4 first check",
-			steps: then(hs, step{seg{from: Original, flags: packet.RST, seq: cISN + 1}, ResultTracked, StateClosed}),
+			steps: then(hs, step{fromC(craft.TCP{Flags: packet.RST, Seq: cISN + 1}), ResultTracked, StateClosed}),
 			check: func(t *testing.T, c *conn) {
 				if f := c.flow(); f.RSTSeq() != sv(cISN+1) {
 					t.Errorf("RSTSeq %#x, want %#x", f.RSTSeq(), cISN+1)
@@ -195,22 +189,22 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "straggler after a reset changes nothing", clause: "SPEC 4",
 			steps: then(hs,
-				step{seg{from: Original, flags: packet.RST, seq: cISN + 1}, ResultTracked, StateClosed},
-				step{seg{from: Reply, flags: packet.ACK, seq: sISN + 1, ack: cISN + 1, win: 509}, ResultTracked, StateClosed}),
+				step{fromC(craft.TCP{Flags: packet.RST, Seq: cISN + 1}), ResultTracked, StateClosed},
+				step{fromS(craft.TCP{Flags: packet.ACK, Seq: sISN + 1, Ack: cISN + 1, Window: 509}), ResultTracked, StateClosed}),
 		},
 		{
 			name: "new data after an ignored reset revives the flow", clause: "RFC 5961 3.2 (challenge ACK)",
 			steps: then(hs,
-				step{seg{from: Reply, flags: packet.RST, seq: sISN + 100}, ResultTracked, StateClosed},
+				step{fromS(craft.TCP{Flags: packet.RST, Seq: sISN + 100}), ResultTracked, StateClosed},
 				step{data(Original, cISN+1, sISN+1, 10), ResultTracked, StateEstablished}),
 		},
 		{
 			name: "simultaneous open", clause: "RFC 9293 3.5 figure 8",
 			steps: []step{
-				{seg{from: Original, flags: packet.SYN, seq: cISN, win: 64240}, ResultTracked, StateSynSent},
-				{seg{from: Reply, flags: packet.SYN, seq: sISN, win: 65160}, ResultTracked, StateSynRecv},
-				{seg{from: Original, flags: packet.SYN | packet.ACK, seq: cISN, ack: sISN + 1, win: 64240}, ResultTracked, StateSynRecv},
-				{seg{from: Reply, flags: packet.SYN | packet.ACK, seq: sISN, ack: cISN + 1, win: 65160}, ResultTracked, StateEstablished},
+				{fromC(craft.TCP{Flags: packet.SYN, Seq: cISN, Window: 64240}), ResultTracked, StateSynSent},
+				{fromS(craft.TCP{Flags: packet.SYN, Seq: sISN, Window: 65160}), ResultTracked, StateSynRecv},
+				{fromC(craft.TCP{Flags: packet.SYN | packet.ACK, Seq: cISN, Ack: sISN + 1, Window: 64240}), ResultTracked, StateSynRecv},
+				{fromS(craft.TCP{Flags: packet.SYN | packet.ACK, Seq: sISN, Ack: cISN + 1, Window: 65160}), ResultTracked, StateEstablished},
 			},
 			check: func(t *testing.T, c *conn) {
 				if c.flow().flags&FlowSimOpen == 0 {
@@ -222,17 +216,17 @@ func TestTransitions(t *testing.T) {
 			name: "SYN-ACK that does not acknowledge the SYN", clause: "RFC 9293 3.10.7.3 first check",
 			steps: []step{
 				hs[0],
-				{seg{from: Reply, flags: packet.SYN | packet.ACK, seq: sISN, ack: cISN + 5, win: 65160}, ResultOutOfWindow, StateSynSent},
+				{fromS(craft.TCP{Flags: packet.SYN | packet.ACK, Seq: sISN, Ack: cISN + 5, Window: 65160}), ResultOutOfWindow, StateSynSent},
 				hs[1], hs[2],
 			},
 		},
 		{
 			name: "responder segment before its SYN", clause: "RFC 9293 3.10.7.3",
-			steps: []step{hs[0], {seg{from: Reply, flags: packet.ACK, seq: sISN, ack: cISN + 1, win: 65160}, ResultOutOfWindow, StateSynSent}},
+			steps: []step{hs[0], {fromS(craft.TCP{Flags: packet.ACK, Seq: sISN, Ack: cISN + 1, Window: 65160}), ResultOutOfWindow, StateSynSent}},
 		},
 		{
 			name: "SYN with a new ISN reinitialises the initiator", clause: "RFC 9293 3.10.7.3; Linux tcp_in_window",
-			steps: []step{hs[0], {seg{from: Original, flags: packet.SYN | packet.CWR | packet.ECE, seq: cISN + 1000, win: 64240}, ResultTracked, StateSynSent}},
+			steps: []step{hs[0], {fromC(craft.TCP{Flags: packet.SYN | packet.CWR | packet.ECE, Seq: cISN + 1000, Window: 64240}), ResultTracked, StateSynSent}},
 			check: func(t *testing.T, c *conn) {
 				f := c.flow()
 				if f.peers[Original].isn != sv(cISN+1000) || f.peers[Original].end != sv(cISN+1001) {
@@ -245,7 +239,7 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name: "SYN in a synchronized state changes nothing", clause: "RFC 9293 3.10.7.4 fourth check; RFC 5961 4.2",
-			steps: then(hs, step{seg{from: Reply, flags: packet.SYN, seq: sISN + 50, win: 65160}, ResultSYNSynchronized, StateEstablished}),
+			steps: then(hs, step{fromS(craft.TCP{Flags: packet.SYN, Seq: sISN + 50, Window: 65160}), ResultSYNSynchronized, StateEstablished}),
 			check: func(t *testing.T, c *conn) {
 				if f := c.flow(); f.peers[Reply].end != sv(sISN+1) {
 					t.Errorf("server end %#x moved", f.peers[Reply].end)
@@ -254,7 +248,7 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name: "SYN with a new ISN after TIME-WAIT opens a new incarnation", clause: "RFC 9293 3.10.7.4; RFC 1122 4.2.2.13",
-			steps: then(then(hs, closeSteps...), step{seg{from: Original, flags: packet.SYN, seq: cISN + 100000, win: 64240}, ResultTracked, StateSynSent}),
+			steps: then(then(hs, closeSteps...), step{fromC(craft.TCP{Flags: packet.SYN, Seq: cISN + 100000, Window: 64240}), ResultTracked, StateSynSent}),
 			check: func(t *testing.T, c *conn) {
 				if f := c.flow(); f.peers[Original].isn != sv(cISN+100000) || f.peers[Reply].flags != 0 {
 					t.Errorf("not a new incarnation: %+v", f.peers)
@@ -320,7 +314,7 @@ func TestTransitions(t *testing.T) {
 		},
 		{
 			name: "a FIN without ACK creates no flow", clause: "RFC 9293 3.10.7.4 fifth check (no ACK, drop)",
-			steps: []step{{seg{from: Original, flags: packet.FIN, seq: cISN}, ResultUntracked, StateNone}},
+			steps: []step{{fromC(craft.TCP{Flags: packet.FIN, Seq: cISN}), ResultUntracked, StateNone}},
 		},
 	}
 	for _, tt := range tests {

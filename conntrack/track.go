@@ -38,25 +38,27 @@ const (
 	// ResultTableFull: no flow was created: the table is full of live
 	// flows (counted in Stats.Untracked).
 	ResultTableFull
-
-	NumResults // not a result
 )
 
-var resultNames = [NumResults]string{
-	ResultTracked:         "tracked",
-	ResultResynced:        "resynced",
-	ResultPickedUp:        "picked_up",
-	ResultOutOfWindow:     "out_of_window",
-	ResultSYNSynchronized: "syn_synchronized",
-	ResultUntracked:       "untracked",
-	ResultTableFull:       "table_full",
-}
-
 func (r Result) String() string {
-	if r < NumResults {
-		return resultNames[r]
+	switch r {
+	case ResultTracked:
+		return "tracked"
+	case ResultResynced:
+		return "resynced"
+	case ResultPickedUp:
+		return "picked_up"
+	case ResultOutOfWindow:
+		return "out_of_window"
+	case ResultSYNSynchronized:
+		return "syn_synchronized"
+	case ResultUntracked:
+		return "untracked"
+	case ResultTableFull:
+		return "table_full"
+	default:
+		return "result(" + strconv.Itoa(int(r)) + ")"
 	}
-	return "result(" + strconv.Itoa(int(r)) + ")"
 }
 
 // Create starts tracking the flow of p, a non-reset packet of no known flow

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/rstguard/rstguard/packet"
+	"github.com/rstguard/rstguard/packet/craft"
 )
 
 // run sends steps and fails on the first unexpected result.
@@ -41,26 +42,26 @@ func TestRecvWindow(t *testing.T) {
 		},
 		{
 			name: "established, scaled", clause: "RFC 7323 2.2",
-			steps: then(handshake(7, 8), step{seg{from: Original, flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 1000}, ResultTracked, StateEstablished}),
+			steps: then(handshake(7, 8), step{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 1000}), ResultTracked, StateEstablished}),
 			r:     Original, lo: sISN + 1, hi: sISN + 1 + 1000<<7,
 		},
 		{
 			name: "zero window admits SEG.SEQ = RCV.NXT", clause: "RFC 9293 3.10.7.4 (table, second row)",
 			steps: []step{
-				{seg{from: Original, flags: packet.SYN, seq: cISN, win: 0}, ResultTracked, StateSynSent},
-				{seg{from: Reply, flags: packet.SYN | packet.ACK, seq: sISN, ack: cISN + 1, win: 65160}, ResultTracked, StateSynRecv},
-				{seg{from: Original, flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 0}, ResultTracked, StateEstablished},
+				{fromC(craft.TCP{Flags: packet.SYN, Seq: cISN, Window: 0}), ResultTracked, StateSynSent},
+				{fromS(craft.TCP{Flags: packet.SYN | packet.ACK, Seq: sISN, Ack: cISN + 1, Window: 65160}), ResultTracked, StateSynRecv},
+				{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 0}), ResultTracked, StateEstablished},
 			},
 			r: Original, lo: sISN + 1, hi: sISN + 2,
 		},
 		{
 			name: "picked up, receiver never seen", clause: "SPEC 3 (window up to 2^30)",
-			steps: []step{{seg{from: Original, flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 502, n: 100}, ResultPickedUp, StateEstablished}},
+			steps: []step{{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 502, Payload: payload(100)}), ResultPickedUp, StateEstablished}},
 			r:     Reply, lo: cISN + 101 - MaxWindow, hi: cISN + 101 + MaxWindow,
 		},
 		{
 			name: "picked up, sender never seen", clause: "SPEC 3 (window scale unknown)",
-			steps: []step{{seg{from: Original, flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 502, n: 100}, ResultPickedUp, StateEstablished}},
+			steps: []step{{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 502, Payload: payload(100)}), ResultPickedUp, StateEstablished}},
 			r:     Original, lo: sISN + 1, hi: sISN + 1 + MaxWindow,
 		},
 	}
@@ -84,10 +85,10 @@ func TestRecvWindow(t *testing.T) {
 // the server's right edge is still the one of its SYN-ACK, ISN+1+65160).
 func TestInWindow(t *testing.T) {
 	base := then(handshake(-1, -1),
-		step{seg{from: Original, flags: packet.ACK | packet.PSH, seq: cISN + 1, ack: sISN + 1, win: 502, n: 300}, ResultTracked, StateEstablished},
-		step{seg{from: Reply, flags: packet.ACK, seq: sISN + 1, ack: cISN + 301, win: 509}, ResultTracked, StateEstablished})
-	cData := func(seq, ack, n uint32) seg {
-		return seg{from: Original, flags: packet.ACK | packet.PSH, seq: seq, ack: ack, win: 502, n: n}
+		step{fromC(craft.TCP{Flags: packet.ACK | packet.PSH, Seq: cISN + 1, Ack: sISN + 1, Window: 502, Payload: payload(300)}), ResultTracked, StateEstablished},
+		step{fromS(craft.TCP{Flags: packet.ACK, Seq: sISN + 1, Ack: cISN + 301, Window: 509}), ResultTracked, StateEstablished})
+	cData := func(seq, ack uint32, n int) seg {
+		return fromC(craft.TCP{Flags: packet.ACK | packet.PSH, Seq: seq, Ack: ack, Window: 502, Payload: payload(n)})
 	}
 	tests := []struct {
 		name      string
@@ -149,7 +150,7 @@ func TestUpdate(t *testing.T) {
 		},
 		{
 			name: "data moves end and prevEnd across 2^32", clause: "RFC 9293 3.4",
-			steps: then(hs, step{seg{from: Original, flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 502, n: 1000}, ResultTracked, StateEstablished}),
+			steps: then(hs, step{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 502, Payload: payload(1000)}), ResultTracked, StateEstablished}),
 			check: func(t *testing.T, f *Flow) {
 				if o := &f.peers[Original]; o.end != sv(cISN+1001) || o.prevEnd != sv(cISN+1) {
 					t.Errorf("end %#x prevEnd %#x", o.end, o.prevEnd)
@@ -158,7 +159,7 @@ func TestUpdate(t *testing.T) {
 		},
 		{
 			name: "ACK records ack, window and right edge", clause: "RFC 9293 3.8.6 (SND.UNA+SND.WND)",
-			steps: then(hs, step{seg{from: Reply, flags: packet.ACK, seq: sISN + 1, ack: cISN + 1, win: 30000}, ResultTracked, StateEstablished}),
+			steps: then(hs, step{fromS(craft.TCP{Flags: packet.ACK, Seq: sISN + 1, Ack: cISN + 1, Window: 30000}), ResultTracked, StateEstablished}),
 			check: func(t *testing.T, f *Flow) {
 				r := &f.peers[Reply]
 				if r.ack != sv(cISN+1) || r.win != 30000 || r.maxEnd != sv(cISN+1+65160) {
@@ -173,7 +174,7 @@ func TestUpdate(t *testing.T) {
 			name: "a zero window still admits a probe", clause: "RFC 9293 3.8.6.1 (zero-window probing)",
 			steps: []step{
 				hs[0],
-				{seg{from: Reply, flags: packet.SYN | packet.ACK, seq: sISN, ack: cISN + 1, win: 0}, ResultTracked, StateSynRecv},
+				{fromS(craft.TCP{Flags: packet.SYN | packet.ACK, Seq: sISN, Ack: cISN + 1, Window: 0}), ResultTracked, StateSynRecv},
 			},
 			check: func(t *testing.T, f *Flow) {
 				if r := &f.peers[Reply]; r.maxEnd != sv(cISN+2) {
@@ -193,9 +194,9 @@ func TestUpdate(t *testing.T) {
 		{
 			name: "SACK blocks raise the SACK edge", clause: "RFC 2018 3",
 			steps: then(hs,
-				step{seg{from: Original, flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 502, n: 1000}, ResultTracked, StateEstablished},
-				step{seg{from: Reply, flags: packet.ACK, seq: sISN + 1, ack: cISN + 1, win: 509, opts: packet.OptSACK, sack: cISN + 1001}, ResultTracked, StateEstablished},
-				step{seg{from: Reply, flags: packet.ACK, seq: sISN + 1, ack: cISN + 1, win: 509, opts: packet.OptSACK, sack: cISN + 501}, ResultTracked, StateEstablished}),
+				step{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1, Ack: sISN + 1, Window: 502, Payload: payload(1000)}), ResultTracked, StateEstablished},
+				step{fromS(craft.TCP{Flags: packet.ACK, Seq: sISN + 1, Ack: cISN + 1, Window: 509, Options: craft.SACK([2]uint32{cISN + 1, cISN + 1001})}), ResultTracked, StateEstablished},
+				step{fromS(craft.TCP{Flags: packet.ACK, Seq: sISN + 1, Ack: cISN + 1, Window: 509, Options: craft.SACK([2]uint32{cISN + 1, cISN + 501})}), ResultTracked, StateEstablished}),
 			check: func(t *testing.T, f *Flow) {
 				if r := &f.peers[Reply]; r.flags&PeerSACKSeen == 0 || r.sackEdge != sv(cISN+1001) {
 					t.Errorf("SACK edge %#x flags %b, want the highest", r.sackEdge, r.flags)
@@ -204,7 +205,7 @@ func TestUpdate(t *testing.T) {
 		},
 		{
 			name: "data past the advertised edge widens the window", clause: "Linux tcp_in_window (td_maxwin)",
-			steps: then(hs, step{seg{from: Original, flags: packet.ACK, seq: cISN + 1 + 65000, ack: sISN + 1, win: 502, n: 1000}, ResultTracked, StateEstablished}),
+			steps: then(hs, step{fromC(craft.TCP{Flags: packet.ACK, Seq: cISN + 1 + 65000, Ack: sISN + 1, Window: 502, Payload: payload(1000)}), ResultTracked, StateEstablished}),
 			check: func(t *testing.T, f *Flow) {
 				if r := &f.peers[Reply]; r.maxEnd != sv(cISN+1+66000) || r.maxWin != 65160+840 {
 					t.Errorf("maxEnd %#x maxWin %d", r.maxEnd, r.maxWin)
@@ -262,8 +263,8 @@ func TestWindowScale(t *testing.T) {
 		// can only do if the server's shift is at least 3.
 		c := newConn(t, DefaultConfig())
 		c.run([]step{
-			{seg{from: Reply, flags: packet.ACK, seq: sISN + 1, ack: cISN + 1, win: 1000}, ResultPickedUp, StateEstablished},
-			{seg{from: Original, flags: packet.ACK | packet.PSH, seq: cISN + 1, ack: sISN + 1, win: 502, n: 5000}, ResultTracked, StateEstablished},
+			{fromS(craft.TCP{Flags: packet.ACK, Seq: sISN + 1, Ack: cISN + 1, Window: 1000}), ResultPickedUp, StateEstablished},
+			{fromC(craft.TCP{Flags: packet.ACK | packet.PSH, Seq: cISN + 1, Ack: sISN + 1, Window: 502, Payload: payload(5000)}), ResultTracked, StateEstablished},
 		})
 		s := c.flow().Peer(Original) // the server
 		if s.WScale() != 3 || s.Win() != 1000<<3 {
