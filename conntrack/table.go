@@ -120,7 +120,7 @@ func (t *Table) Stats() *Stats { return &t.stats }
 // Len returns the number of tracked flows.
 func (t *Table) Len() int { return t.count }
 
-// Flow returns the flow in slot i (as returned by Lookup or Insert). The
+// Flow returns the flow in slot i (as returned by Lookup). The
 // pointer is valid until that flow is deleted.
 func (t *Table) Flow(i uint32) *Flow {
 	return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)]
@@ -162,11 +162,11 @@ func (t *Table) Lookup(k *Key, now int64) (slot uint32, ok bool) {
 	}
 }
 
-// Insert adds a flow for k in state st, making room if the table is full:
+// insert adds a flow for k in state st, making room if the table is full:
 // expired flows first, then the least recently seen embryonic flow, then the
 // least recently seen flow of any state. It reports false, and the packet
 // goes untracked, only when no flow can be evicted.
-func (t *Table) Insert(k *Key, st State, now int64) (slot uint32, ok bool) {
+func (t *Table) insert(k *Key, st State, now int64) (slot uint32, ok bool) {
 	if t.count >= t.cfg.MaxFlows {
 		t.Reap(now, 4)
 		if t.count >= t.cfg.MaxFlows && !t.evictOne(now, false) {
@@ -263,9 +263,9 @@ func (t *Table) Reap(now int64, budget int) int {
 	return n
 }
 
-// Touch records that slot s's flow was seen at now in state st (moving it
+// touch records that slot s's flow was seen at now in state st (moving it
 // between state lists when st changed).
-func (t *Table) Touch(s uint32, st State, now int64) {
+func (t *Table) touch(s uint32, st State, now int64) {
 	f := t.Flow(s)
 	old := f.state
 	f.lastSeen = now
@@ -285,9 +285,6 @@ func (t *Table) Touch(s uint32, st State, now int64) {
 // touchEvery is how stale a flow's place in its LRU list may get before a
 // packet moves it to the head.
 const touchEvery = int64(time.Second)
-
-// Delete removes slot s's flow.
-func (t *Table) Delete(s uint32) { t.delete(s) }
 
 func (t *Table) delete(s uint32) {
 	f := t.Flow(s)

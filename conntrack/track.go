@@ -82,7 +82,7 @@ func (t *Table) Create(k *Key, side Side, p *packet.Parsed, now int64) Result {
 	default:
 		st = StateEstablished
 	}
-	slot, ok := t.Insert(k, st, now)
+	slot, ok := t.insert(k, st, now)
 	if !ok {
 		return ResultTableFull
 	}
@@ -119,7 +119,7 @@ func (t *Table) Create(k *Key, side Side, p *packet.Parsed, now int64) Result {
 	f.update(p, d)
 	t.setOneWay(slot, true)
 	if !syn {
-		t.Touch(slot, f.closingState(), now)
+		t.touch(slot, f.closingState(), now)
 	}
 	return ResultPickedUp
 }
@@ -152,12 +152,12 @@ func (t *Table) SYN(slot uint32, d Dir, p *packet.Parsed, now int64) Result {
 		// gone. A new sequence number opens a new incarnation; the old
 		// SYN retransmitted is just tracked.
 		if ack || (f.peers[d].flags&PeerSYN != 0 && p.Seq == f.peers[d].isn) {
-			t.Touch(slot, st, now)
+			t.touch(slot, st, now)
 			return ResultTracked
 		}
 		side := Side(d) ^ f.initSide
 		key := f.key
-		t.Delete(slot)
+		t.delete(slot)
 		return t.Create(&key, side, p, now)
 
 	case st == StateSynSent && d == Original && !ack:
@@ -174,7 +174,7 @@ func (t *Table) SYN(slot uint32, d Dir, p *packet.Parsed, now int64) Result {
 			}
 		}
 		f.update(p, d)
-		t.Touch(slot, st, now)
+		t.touch(slot, st, now)
 		return ResultTracked
 
 	case st == StateSynSent && d == Reply:
@@ -185,7 +185,7 @@ func (t *Table) SYN(slot uint32, d Dir, p *packet.Parsed, now int64) Result {
 			f.flags |= FlowSimOpen
 			f.scale()
 			f.update(p, d)
-			t.Touch(slot, StateSynRecv, now)
+			t.touch(slot, StateSynRecv, now)
 			return ResultTracked
 		}
 		// SYN-ACK: it must acknowledge the initiator's SYN and any data
@@ -201,7 +201,7 @@ func (t *Table) SYN(slot uint32, d Dir, p *packet.Parsed, now int64) Result {
 		// The initiator's SYN window now bounds what the responder may
 		// send: from the responder's ISN+1.
 		init.maxEnd = resp.end.Add(seqnum.Size(init.maxWin))
-		t.Touch(slot, StateSynRecv, now)
+		t.touch(slot, StateSynRecv, now)
 		return ResultTracked
 
 	case st == StateSynRecv:
@@ -212,7 +212,7 @@ func (t *Table) SYN(slot uint32, d Dir, p *packet.Parsed, now int64) Result {
 			t.advanceHandshake(slot, now)
 			return ResultTracked
 		}
-		t.Touch(slot, st, now)
+		t.touch(slot, st, now)
 		return ResultTracked
 
 	default:
@@ -227,7 +227,7 @@ func (t *Table) SYN(slot uint32, d Dir, p *packet.Parsed, now int64) Result {
 // Keep records that a packet which changes nothing else in slot's flow was
 // let through: the flow stays alive (ResultSYNSynchronized).
 func (t *Table) Keep(slot uint32, now int64) {
-	t.Touch(slot, t.Flow(slot).state, now)
+	t.touch(slot, t.Flow(slot).state, now)
 }
 
 // scale applies RFC 7323 2.2: window scaling is in effect only when both
@@ -253,7 +253,7 @@ func (t *Table) advanceHandshake(slot uint32, now int64) {
 	if st.Synchronized() {
 		st = f.closingState()
 	}
-	t.Touch(slot, st, now)
+	t.touch(slot, st, now)
 }
 
 // Segment applies a segment without SYN or RST sent in direction d of
@@ -279,10 +279,10 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 		if ok && p.PayloadLen > 0 && f.peers[d].end.LessThan(p.Seq.Add(p.SegLen())) &&
 			f.peers[d].flags&f.peers[d^1].flags&PeerACK != 0 {
 			f.update(p, d)
-			t.Touch(slot, f.closingState(), now)
+			t.touch(slot, f.closingState(), now)
 			return ResultTracked
 		}
-		t.Touch(slot, st, now)
+		t.touch(slot, st, now)
 		return ResultTracked
 	}
 	if st == StateSynSent {
@@ -292,7 +292,7 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 			return ResultOutOfWindow
 		}
 		if p.Flags&packet.ACK == 0 {
-			t.Touch(slot, st, now)
+			t.touch(slot, st, now)
 			return ResultTracked
 		}
 	}
@@ -319,7 +319,7 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 // reset's sequence number seq.
 func (t *Table) Reset(slot uint32, seq seqnum.Value, now int64) {
 	t.Flow(slot).rstSeq = seq
-	t.Touch(slot, StateClosed, now)
+	t.touch(slot, StateClosed, now)
 }
 
 // closingState derives the state of a synchronized flow from its FIN flags

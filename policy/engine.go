@@ -145,10 +145,19 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	}
 	f := e.table.Flow(slot)
 	d := f.DirOf(side)
-	e.detail.State = f.State()
+	st := f.State()
+	e.detail.State = st
 	e.detail.Initiator = d == conntrack.Original
 	if p.Flags&packet.RST != 0 {
-		return e.handleRST(f, slot, d, p, now)
+		// Judged against the flow as it is; an accepted reset closes it.
+		r := e.checkRST(f, d, p)
+		if r.Verdict() == Accept {
+			e.stats.Resets[st][OutcomeAccepted].Add(1)
+			e.table.Reset(slot, p.Seq, now)
+		} else {
+			e.stats.Resets[st][OutcomeDropped].Add(1)
+		}
+		return r
 	}
 	if p.Flags&packet.SYN != 0 {
 		return e.handleSYN(f, slot, d, p, now)

@@ -19,20 +19,6 @@ func (e *Engine) unknownFlowRST() Reason {
 	return ReasonUnknownFlow
 }
 
-// handleRST decides a reset of a known flow against the flow as it is, and
-// closes the flow if the reset passes.
-func (e *Engine) handleRST(f *conntrack.Flow, slot uint32, d conntrack.Dir, p *packet.Parsed, now int64) Reason {
-	st := f.State()
-	r := e.checkRST(f, d, p)
-	if r.Verdict() == Accept {
-		e.stats.Resets[st][OutcomeAccepted].Add(1)
-		e.table.Reset(slot, p.Seq, now)
-	} else {
-		e.stats.Resets[st][OutcomeDropped].Add(1)
-	}
-	return r
-}
-
 // checkWindow records in the decision the sequence numbers [lo, hi) a reset
 // was checked against.
 func (e *Engine) checkWindow(lo, hi seqnum.Value) {
