@@ -17,7 +17,7 @@ func BenchmarkMemoryPerFlow(b *testing.B) {
 		tb := NewTable(cfg(n))
 		for j := uint32(0); j < n; j++ {
 			k := testKey(j)
-			if _, ok := tb.Insert(&k, StateEstablished, 1); !ok {
+			if _, ok := tb.insert(&k, StateEstablished, 1); !ok {
 				b.Fatal("insert failed")
 			}
 		}

@@ -120,7 +120,7 @@ func (t *Table) Stats() *Stats { return &t.stats }
 // Len returns the number of tracked flows.
 func (t *Table) Len() int { return t.count }
 
-// Flow returns the flow in slot i (as returned by Lookup or Insert). The
+// Flow returns the flow in slot i (as returned by Lookup). The
 // pointer is valid until that flow is deleted.
 func (t *Table) Flow(i uint32) *Flow {
 	return &t.chunks[i>>chunkBits][i&(1<<chunkBits-1)]
@@ -150,10 +150,10 @@ func (t *Table) Lookup(k *Key, now int64) (slot uint32, ok bool) {
 		}
 		s := uint32(e) - 1
 		f := t.Flow(s)
-		if f.Key != *k {
+		if f.key != *k {
 			continue
 		}
-		if now-f.lastSeen > t.tmo[f.State] {
+		if now-f.lastSeen > t.tmo[f.state] {
 			t.stats.Expired.Add(1)
 			t.delete(s)
 			return 0, false
@@ -162,11 +162,11 @@ func (t *Table) Lookup(k *Key, now int64) (slot uint32, ok bool) {
 	}
 }
 
-// Insert adds a flow for k in state st, making room if the table is full:
+// insert adds a flow for k in state st, making room if the table is full:
 // expired flows first, then the least recently seen embryonic flow, then the
 // least recently seen flow of any state. It reports false, and the packet
 // goes untracked, only when no flow can be evicted.
-func (t *Table) Insert(k *Key, st State, now int64) (slot uint32, ok bool) {
+func (t *Table) insert(k *Key, st State, now int64) (slot uint32, ok bool) {
 	if t.count >= t.cfg.MaxFlows {
 		t.Reap(now, 4)
 		if t.count >= t.cfg.MaxFlows && !t.evictOne(now, false) {
@@ -186,7 +186,7 @@ func (t *Table) Insert(k *Key, st State, now int64) (slot uint32, ok bool) {
 		t.used++
 	}
 	f := t.Flow(s)
-	*f = Flow{Key: *k, State: st, created: now, lastSeen: now, movedAt: now}
+	*f = Flow{key: *k, state: st, created: now, lastSeen: now, movedAt: now}
 	t.place(k.hash(t.seed)>>32<<32 | uint64(s+1))
 	t.count++
 	t.pushHead(s, st)
@@ -263,11 +263,11 @@ func (t *Table) Reap(now int64, budget int) int {
 	return n
 }
 
-// Touch records that slot s's flow was seen at now in state st (moving it
+// touch records that slot s's flow was seen at now in state st (moving it
 // between state lists when st changed).
-func (t *Table) Touch(s uint32, st State, now int64) {
+func (t *Table) touch(s uint32, st State, now int64) {
 	f := t.Flow(s)
-	old := f.State
+	old := f.state
 	f.lastSeen = now
 	if old == st && (now-f.movedAt < touchEvery || t.heads[st] == s+1) {
 		return
@@ -277,7 +277,7 @@ func (t *Table) Touch(s uint32, st State, now int64) {
 	if old != st {
 		t.stats.Flows[old].Add(-1)
 		t.stats.Flows[st].Add(1)
-		f.State = st
+		f.state = st
 	}
 	t.pushHead(s, st)
 }
@@ -286,18 +286,15 @@ func (t *Table) Touch(s uint32, st State, now int64) {
 // packet moves it to the head.
 const touchEvery = int64(time.Second)
 
-// Delete removes slot s's flow.
-func (t *Table) Delete(s uint32) { t.delete(s) }
-
 func (t *Table) delete(s uint32) {
 	f := t.Flow(s)
-	t.unlink(s, f.State)
-	t.stats.Flows[f.State].Add(-1)
-	if f.Flags&flowOneWayCounted != 0 {
+	t.unlink(s, f.state)
+	t.stats.Flows[f.state].Add(-1)
+	if f.flags&flowOneWayCounted != 0 {
 		t.stats.OneWay.Add(-1)
 	}
 	// Remove from the index with backward-shift deletion.
-	h := f.Key.hash(t.seed)
+	h := f.key.hash(t.seed)
 	i := (h >> 32) & t.mask
 	for uint32(t.index[i]) != s+1 {
 		i = (i + 1) & t.mask
@@ -349,16 +346,16 @@ func (t *Table) unlink(s uint32, st State) {
 // flowOneWayCounted marks a flow counted in Stats.OneWay.
 const flowOneWayCounted FlowFlags = 1 << 7
 
-// SetOneWay updates the one-way accounting of slot s's flow.
-func (t *Table) SetOneWay(s uint32, oneWay bool) {
+// setOneWay updates the one-way accounting of slot s's flow.
+func (t *Table) setOneWay(s uint32, oneWay bool) {
 	f := t.Flow(s)
-	counted := f.Flags&flowOneWayCounted != 0
+	counted := f.flags&flowOneWayCounted != 0
 	switch {
 	case oneWay && !counted:
-		f.Flags |= flowOneWayCounted
+		f.flags |= flowOneWayCounted
 		t.stats.OneWay.Add(1)
 	case !oneWay && counted:
-		f.Flags &^= flowOneWayCounted
+		f.flags &^= flowOneWayCounted
 		t.stats.OneWay.Add(-1)
 	}
 }

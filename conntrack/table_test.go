@@ -29,7 +29,7 @@ func TestInsertLookupDelete(t *testing.T) {
 	slots := map[uint32]uint32{}
 	for i := uint32(0); i < 1000; i++ {
 		k := testKey(i)
-		s, ok := tb.Insert(&k, StateEstablished, now)
+		s, ok := tb.insert(&k, StateEstablished, now)
 		if !ok {
 			t.Fatalf("insert %d failed", i)
 		}
@@ -40,7 +40,7 @@ func TestInsertLookupDelete(t *testing.T) {
 	}
 	// Delete every third flow, then check every lookup.
 	for i := uint32(0); i < 1000; i += 3 {
-		tb.Delete(slots[i])
+		tb.delete(slots[i])
 	}
 	for i := uint32(0); i < 1000; i++ {
 		k := testKey(i)
@@ -48,7 +48,7 @@ func TestInsertLookupDelete(t *testing.T) {
 		if want := i%3 != 0; ok != want {
 			t.Fatalf("lookup %d: found=%v, want %v", i, ok, want)
 		}
-		if ok && (s != slots[i] || tb.Flow(s).Key != k) {
+		if ok && (s != slots[i] || tb.Flow(s).Key() != k) {
 			t.Fatalf("lookup %d: wrong slot", i)
 		}
 	}
@@ -74,10 +74,10 @@ func TestRandomOpsAgainstMap(t *testing.T) {
 		}
 		switch {
 		case ok && r.IntN(2) == 0:
-			tb.Delete(s)
+			tb.delete(s)
 			delete(ref, k)
 		case !ok && len(ref) < 512:
-			s, ok := tb.Insert(&k, StateEstablished, now)
+			s, ok := tb.insert(&k, StateEstablished, now)
 			if !ok {
 				t.Fatalf("insert failed with %d flows", len(ref))
 			}
@@ -97,7 +97,7 @@ func TestEvictionOrder(t *testing.T) {
 	now := int64(100 * time.Second)
 	ins := func(i uint32, st State) uint32 {
 		k := testKey(i)
-		s, ok := tb.Insert(&k, st, now)
+		s, ok := tb.insert(&k, st, now)
 		if !ok {
 			t.Fatalf("insert %d failed", i)
 		}
@@ -131,7 +131,7 @@ func TestEvictionOrder(t *testing.T) {
 	}
 	// No embryonic flows left, everything recent: untracked.
 	k := testKey(7)
-	if _, ok := tb.Insert(&k, StateSynSent, now); ok {
+	if _, ok := tb.insert(&k, StateSynSent, now); ok {
 		t.Fatalf("evicted a live flow")
 	}
 	if tb.Stats().Untracked.Load() != 1 {
@@ -139,7 +139,7 @@ func TestEvictionOrder(t *testing.T) {
 	}
 	// Ten seconds later, the least recently used (1) makes room.
 	now += int64(10 * time.Second)
-	tb.Touch(mustLookup(t, tb, 3, now), StateEstablished, now)
+	tb.touch(mustLookup(t, tb, 3, now), StateEstablished, now)
 	ins(7, StateSynSent)
 	if has(1) || !has(3) {
 		t.Fatalf("LRU eviction wrong: has(1)=%v has(3)=%v", has(1), has(3))
@@ -172,7 +172,7 @@ func TestReapExpires(t *testing.T) {
 		if i%2 == 0 {
 			st = StateClosed
 		}
-		tb.Insert(&k, st, now)
+		tb.insert(&k, st, now)
 	}
 	now += int64(11 * time.Second)
 	if n := tb.Reap(now, 100); n != 5 {
@@ -193,7 +193,7 @@ func TestReconfigureShrinks(t *testing.T) {
 	now := int64(time.Second)
 	for i := uint32(0); i < 100; i++ {
 		k := testKey(i)
-		tb.Insert(&k, StateEstablished, now)
+		tb.insert(&k, StateEstablished, now)
 	}
 	tb.Reconfigure(cfg(10), now)
 	if tb.Len() != 10 {
@@ -223,30 +223,30 @@ func TestWalkVisitsEveryLiveFlowInBoundedSteps(t *testing.T) {
 	tb := NewTable(cfg(5000))
 	for j := uint32(0); j < 1000; j++ {
 		k := testKey(j)
-		s, ok := tb.Insert(&k, StateEstablished, 1)
+		s, ok := tb.insert(&k, StateEstablished, 1)
 		if !ok {
 			t.Fatal("insert")
 		}
 		if j%10 == 0 {
-			tb.Delete(s)
+			tb.delete(s)
 		}
 	}
 	k := testKey(5000)
-	tb.Insert(&k, StateSynSent, 1) // reuses a freed slot; expires first
+	tb.insert(&k, StateSynSent, 1) // reuses a freed slot; expires first
 	now := int64(1) + tb.tmo[StateSynSent] + 1
 	seen := map[Key]bool{}
 	steps := 0
 	for next, done := uint32(0), false; !done; steps++ {
 		next, done = tb.Walk(next, 100, now, func(slot uint32, f *Flow) {
-			if seen[f.Key] {
+			if seen[f.key] {
 				t.Errorf("flow seen twice")
 			}
-			seen[f.Key] = true
+			seen[f.key] = true
 			if f.Created() != 1 {
 				t.Errorf("created %d", f.Created())
 			}
-			if f.Key == testKey(999) {
-				tb.Delete(slot)
+			if f.key == testKey(999) {
+				tb.delete(slot)
 			}
 		})
 	}

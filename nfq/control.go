@@ -170,14 +170,14 @@ func (w *Worker) step(req *ctlReq) {
 	req.flushed = 0
 	req.next, req.done = t.Walk(req.from, ctlStep, now, func(slot uint32, f *conntrack.Flow) {
 		src, dst := endpoints(f)
-		if !req.filter.MatchFlow(src, dst, f.State) {
+		if !req.filter.MatchFlow(src, dst, f.State()) {
 			return
 		}
 		switch req.op {
 		case ctlDump:
 			req.out = append(req.out, w.flowInfo(f, src, dst, now))
 		case ctlFlush:
-			t.Delete(slot)
+			t.Remove(slot)
 			req.flushed++
 		}
 	})
@@ -185,9 +185,10 @@ func (w *Worker) step(req *ctlReq) {
 
 // endpoints returns the initiator's and the responder's address and port.
 func endpoints(f *conntrack.Flow) (src, dst netip.AddrPort) {
-	a := netip.AddrPortFrom(addrOf(f.Key.A, f.Key.V6), f.Key.PortA)
-	b := netip.AddrPortFrom(addrOf(f.Key.B, f.Key.V6), f.Key.PortB)
-	if f.InitSide == 1 {
+	k := f.Key()
+	a := netip.AddrPortFrom(addrOf(k.A, k.V6), k.PortA)
+	b := netip.AddrPortFrom(addrOf(k.B, k.V6), k.PortB)
+	if f.InitSide() == 1 {
 		return b, a
 	}
 	return a, b
@@ -203,16 +204,16 @@ func addrOf(b [16]byte, v6 bool) netip.Addr {
 
 func (w *Worker) flowInfo(f *conntrack.Flow, src, dst netip.AddrPort, now int64) FlowInfo {
 	fi := FlowInfo{
-		Queue: w.cfg.Queue, Src: src, Dst: dst, State: f.State,
+		Queue: w.cfg.Queue, Src: src, Dst: dst, State: f.State(),
 		Age: time.Duration(now - f.Created()), Idle: time.Duration(now - f.LastSeen()),
-		PickedUp: f.Flags&conntrack.FlowPickedUp != 0,
+		PickedUp: f.Flags()&conntrack.FlowPickedUp != 0,
 	}
 	for d := conntrack.Original; d <= conntrack.Reply; d++ {
-		p := &f.Peers[d]
+		p := f.Peer(d)
 		win := f.RecvWindow(d ^ 1)
 		fi.Dir[d] = DirInfo{
-			Seen: p.Flags&conntrack.PeerSeen != 0, End: uint32(p.End), Ack: uint32(p.Ack),
-			Win: p.Win, MaxWin: p.MaxWin, WScale: p.WScale, WinLo: uint32(win.Lo), WinHi: uint32(win.Hi),
+			Seen: p.Flags()&conntrack.PeerSeen != 0, End: uint32(p.End()), Ack: uint32(p.Ack()),
+			Win: p.Win(), MaxWin: p.MaxWin(), WScale: p.WScale(), WinLo: uint32(win.Lo), WinHi: uint32(win.Hi),
 		}
 		if !fi.Dir[d].Seen {
 			fi.OneWay = true

@@ -16,8 +16,8 @@ func TestConversationScaledWindow(t *testing.T) {
 	// Client: raw window 65535 << 7 = 8 MiB. Server: 65535 << 8 = 16 MiB.
 	c.handshake(0xFFF00000, 0xFFFFFF00, 65535, 65535, 7, 8)
 	f := c.flow()
-	if f.Peers[conntrack.Original].WScale != 7 || f.Peers[conntrack.Reply].WScale != 8 {
-		t.Fatalf("wscale %d/%d, want 7/8", f.Peers[conntrack.Original].WScale, f.Peers[conntrack.Reply].WScale)
+	if f.Peer(conntrack.Original).WScale() != 7 || f.Peer(conntrack.Reply).WScale() != 8 {
+		t.Fatalf("wscale %d/%d, want 7/8", f.Peer(conntrack.Original).WScale(), f.Peer(conntrack.Reply).WScale())
 	}
 	// The server sends 6 MiB in 1448-byte segments before the client's
 	// ACK covers any of it: all within the client's 8 MiB window, and the
@@ -57,8 +57,8 @@ func TestWindowScaleNeedsBothSYNs(t *testing.T) {
 	c := newConv(t, DefaultConfig())
 	c.handshake(cISN, sISN, 65535, 65535, 7, -1)
 	f := c.flow()
-	if f.Peers[conntrack.Original].WScale != 0 || f.Peers[conntrack.Reply].WScale != 0 {
-		t.Fatalf("wscale %d/%d, want 0/0", f.Peers[conntrack.Original].WScale, f.Peers[conntrack.Reply].WScale)
+	if f.Peer(conntrack.Original).WScale() != 0 || f.Peer(conntrack.Reply).WScale() != 0 {
+		t.Fatalf("wscale %d/%d, want 0/0", f.Peer(conntrack.Original).WScale(), f.Peer(conntrack.Reply).WScale())
 	}
 	c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt + 1<<20}), ReasonRSTOutOfWindow, "RST 1 MiB ahead")
 	c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt + 60000}), ReasonRSTValid, "RST in the 64 KiB window")
@@ -136,7 +136,7 @@ func TestPickupThenForgedReset(t *testing.T) {
 		c.cNxt += 1448
 	}
 	f := c.flow()
-	if ws := f.Peers[conntrack.Reply].WScale; ws < 10 {
+	if ws := f.Peer(conntrack.Reply).WScale(); ws < 10 {
 		t.Errorf("learned server shift %d, want >= 10", ws)
 	}
 	// Strict now: a reset 64 MiB past anything is dropped, one at the

@@ -2,6 +2,16 @@
 // flow as it was before it, a verdict and a reason. It does no I/O, reads no
 // clock and logs nothing; the daemon, the replay tool and the tests all run
 // this same code.
+//
+// The TCP state machine (windows, handshake, closing, pickup) is
+// conntrack's; policy reads the flow, applies the reset and SYN rules of
+// RFC 9293, RFC 5961 and RFC 3360 and maps what conntrack made of a packet
+// to a verdict and a reason. It writes no flow state itself. It imports
+// conntrack, packet and seqnum, and nothing that imports it.
+//
+// Files: engine.go (the Engine, Decide), rst.go (reset rules), syn.go (SYN
+// rules), segment.go (other segments: conntrack's results as reasons),
+// reason.go (verdicts and reasons), stats.go (counters), config.go.
 package policy
 
 import (
@@ -12,104 +22,20 @@ import (
 	"github.com/rstguard/rstguard/seqnum"
 )
 
-// RSTMode selects how strictly resets of synchronized flows are validated.
-type RSTMode uint8
-
-const (
-	// RSTModeWindow accepts a reset anywhere in the receiver's window
-	// (RFC 9293 3.10.7.4, first check).
-	RSTModeWindow RSTMode = iota
-	// RSTModeExact accepts only the positions a RFC 5961 host accepts.
-	RSTModeExact
-)
-
-func (m RSTMode) String() string {
-	if m == RSTModeExact {
-		return "exact"
-	}
-	return "window"
+// Engine decides packets for one shard of flows. One goroutine owns it
+// (Decide, Table); Stats and Reconfigure are safe from any goroutine.
+type Engine struct {
+	cfg     Config
+	table   *conntrack.Table
+	pending atomic.Pointer[pendingConfig]
+	stats   Stats
+	detail  Decision // the decision being made (owning goroutine only)
+	packets uint32   // decisions since the last reap
 }
 
-// Config is the policy part of the configuration (SPEC section 6 [policy]).
-type Config struct {
-	RSTMode RSTMode
-	// DropUnknownFlowRST drops resets of flows never seen
-	// (unknown_flow_rst = "drop"); the default accepts them.
-	DropUnknownFlowRST bool
-	// DropOutOfWindow drops non-reset segments outside the window.
-	DropOutOfWindow bool
-}
-
-// DefaultConfig returns the defaults of SPEC section 6.
-func DefaultConfig() Config { return Config{} }
-
-// SYNFlag indexes the counters of SYNs carrying ECN or reserved bits.
-type SYNFlag uint8
-
-const (
-	SYNFlagECE SYNFlag = iota
-	SYNFlagCWR
-	SYNFlagAE
-	SYNFlagReserved
-
-	NumSYNFlags
-)
-
-func (f SYNFlag) String() string {
-	switch f {
-	case SYNFlagECE:
-		return "ece"
-	case SYNFlagCWR:
-		return "cwr"
-	case SYNFlagAE:
-		return "ae"
-	default:
-		return "reserved"
-	}
-}
-
-// SYNFlagNames names the ECN and reserved bits of f, as the flag label
-// values do: "ece,cwr,ae,reserved" (empty when none is set).
-func SYNFlagNames(f packet.Flags) string {
-	s := ""
-	for fl, bit := range [NumSYNFlags]packet.Flags{packet.ECE, packet.CWR, packet.AE, packet.Reserved} {
-		if f&bit == 0 {
-			continue
-		}
-		if s != "" {
-			s += ","
-		}
-		s += SYNFlag(fl).String()
-	}
-	return s
-}
-
-// Outcome of a reset, for the resets-by-state counter.
-type Outcome uint8
-
-const (
-	OutcomeAccepted Outcome = iota
-	OutcomeDropped
-	NumOutcomes
-)
-
-func (o Outcome) String() string {
-	if o == OutcomeDropped {
-		return "dropped"
-	}
-	return "accepted"
-}
-
-// Stats are the engine's counters. The worker that owns the engine writes
-// them with atomic adds; the metrics collector reads them at scrape time.
-type Stats struct {
-	Reasons [NumReasons]atomic.Uint64
-	// Resets by the flow's state before the reset, and outcome.
-	Resets [conntrack.NumStates][NumOutcomes]atomic.Uint64
-	// SYNs (and SYN-ACKs) carrying ECN or reserved bits, by bit.
-	FlaggedSYNs [NumSYNFlags]atomic.Uint64
-	// Reloads applied.
-	Reconfigured atomic.Uint64
+type pendingConfig struct {
+	policy Config
+	table  conntrack.Config
 }
 
 // Decision is the engine's answer for one packet: the verdict, its reason,
@@ -130,4 +56,111 @@ type Decision struct {
 	// SYNFlags are the ECN/reserved bits of the SYN a reset answered
 	// (ReasonRSTAnswersReservedSYN).
 	SYNFlags packet.Flags
+}
+
+// Amortised reaping: every reapEvery packets the engine removes up to
+// reapBudget expired flows (two per packet on average, more than the one
+// flow a packet can create), so the table needs no timer goroutine and the
+// per-packet cost stays flat.
+const (
+	reapEvery  = 32
+	reapBudget = 2 * reapEvery
+)
+
+// NewEngine returns an engine with an empty table.
+func NewEngine(pc Config, tc conntrack.Config) *Engine {
+	return &Engine{cfg: pc, table: conntrack.NewTable(tc)}
+}
+
+// Reconfigure hands the engine a new configuration. The owning goroutine
+// applies it before its next packet; the flow table is kept.
+func (e *Engine) Reconfigure(pc Config, tc conntrack.Config) {
+	e.pending.Store(&pendingConfig{policy: pc, table: tc})
+}
+
+// Config returns the policy in force (owning goroutine only).
+func (e *Engine) Config() Config { return e.cfg }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Table returns the engine's flow table (owning goroutine only, except its
+// Stats).
+func (e *Engine) Table() *conntrack.Table { return e.table }
+
+// Decide gives the verdict for p at time now (nanoseconds on any monotonic
+// clock; replay uses capture time), and updates p's flow if p is accepted.
+// The decision uses the flow as it was before p (SPEC section 2, steps 4-5).
+// The drivers decode the packet into a packet.Parsed they own (packet.Decode)
+// and build their log lines and replay records from it and the Decision.
+func (e *Engine) Decide(p *packet.Parsed, now int64) Decision {
+	if pc := e.pending.Load(); pc != nil {
+		e.apply(pc, now)
+	}
+	e.detail = Decision{}
+	r := e.decide(p, now)
+	e.stats.Reasons[r].Add(1)
+	if e.packets++; e.packets >= reapEvery {
+		e.packets = 0
+		e.table.Reap(now, reapBudget)
+	}
+	e.detail.Verdict, e.detail.Reason = r.Verdict(), r
+	return e.detail
+}
+
+func (e *Engine) apply(pc *pendingConfig, now int64) {
+	if !e.pending.CompareAndSwap(pc, nil) {
+		return // a newer one arrived; take it on the next packet
+	}
+	e.cfg = pc.policy
+	e.table.Reconfigure(pc.table, now)
+	e.stats.Reconfigured.Add(1)
+}
+
+func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
+	switch p.Kind {
+	case packet.KindTCP:
+	case packet.KindNotTCP:
+		return ReasonNotTCP
+	case packet.KindFragment:
+		return ReasonFragment
+	case packet.KindTruncated:
+		return ReasonTruncated
+	default:
+		// SPEC 5: truncated header, data offset below 5 or past the
+		// packet, option lengths that overrun.
+		return ReasonMalformed
+	}
+	if p.Flags&packet.SYN != 0 {
+		e.countFlaggedSYN(p.Flags)
+	}
+	k, side := conntrack.MakeKey(p)
+	slot, ok := e.table.Lookup(&k, now)
+	if !ok {
+		e.detail.State = conntrack.StateNone
+		if p.Flags&packet.RST != 0 {
+			return e.unknownFlowRST()
+		}
+		return e.reason(e.table.Create(&k, side, p, now))
+	}
+	f := e.table.Flow(slot)
+	d := f.DirOf(side)
+	st := f.State()
+	e.detail.State = st
+	e.detail.Initiator = d == conntrack.Original
+	if p.Flags&packet.RST != 0 {
+		// Judged against the flow as it is; an accepted reset closes it.
+		r := e.checkRST(f, d, p)
+		if r.Verdict() == Accept {
+			e.stats.Resets[st][OutcomeAccepted].Add(1)
+			e.table.Reset(slot, p.Seq, now)
+		} else {
+			e.stats.Resets[st][OutcomeDropped].Add(1)
+		}
+		return r
+	}
+	if p.Flags&packet.SYN != 0 {
+		return e.handleSYN(f, slot, d, p, now)
+	}
+	return e.reason(e.table.Segment(slot, d, p, now))
 }

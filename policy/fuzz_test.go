@@ -121,7 +121,7 @@ func snapshot(e *Engine, k *conntrack.Key, now int64) (conntrack.Flow, bool) {
 		return conntrack.Flow{}, false
 	}
 	f := e.Table().Flow(slot)
-	return conntrack.Flow{Key: f.Key, Peers: f.Peers, RSTSeq: f.RSTSeq, SYNFlags: f.SYNFlags, State: f.State, Flags: f.Flags, InitSide: f.InitSide}, true
+	return f.Snapshot(), true
 }
 
 var _ = seqnum.Value(0)

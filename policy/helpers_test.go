@@ -122,7 +122,7 @@ func (c *conv) state() conntrack.State {
 	if !ok {
 		return conntrack.StateNone
 	}
-	return c.e.Table().Flow(slot).State
+	return c.e.Table().Flow(slot).State()
 }
 
 func (c *conv) flow() conntrack.Flow {

@@ -286,6 +286,6 @@ func (c *conv) flow0() conntrack.Flow {
 	if !ok {
 		return conntrack.Flow{}
 	}
-	f := *c.e.Table().Flow(slot)
-	return conntrack.Flow{Key: f.Key, Peers: f.Peers, RSTSeq: f.RSTSeq, SYNFlags: f.SYNFlags, State: f.State, Flags: f.Flags, InitSide: f.InitSide}
+	f := c.e.Table().Flow(slot)
+	return f.Snapshot()
 }

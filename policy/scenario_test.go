@@ -87,8 +87,8 @@ func TestSegmentRules(t *testing.T) {
 			},
 			want: ReasonTracked,
 			check: func(t *testing.T, c *conv) {
-				if f := c.flow(); f.Peers[conntrack.Original].End != cISNv()+101 {
-					t.Errorf("initiator end %d, want ISN+101", f.Peers[conntrack.Original].End)
+				if f := c.flow(); f.Peer(conntrack.Original).End() != cISNv()+101 {
+					t.Errorf("initiator end %d, want ISN+101", f.Peer(conntrack.Original).End())
 				}
 				// A reset acknowledging the data too is valid in syn_recv.
 				c.must(c.fromClient(seg{flags: packet.ACK, seq: cISN + 101, ack: sISN + 1, win: 502}), ReasonTracked, "ACK")
@@ -113,7 +113,7 @@ func TestSegmentRules(t *testing.T) {
 				if st := c.state(); st != conntrack.StateEstablished {
 					t.Errorf("state %s, want established (unchanged)", st)
 				}
-				if f := c.flow(); f.Peers[conntrack.Original].ISN != cISNv() {
+				if f := c.flow(); f.Peer(conntrack.Original).ISN() != cISNv() {
 					t.Errorf("the SYN changed the flow's ISN")
 				}
 			},
@@ -204,8 +204,8 @@ func TestSegmentRules(t *testing.T) {
 			},
 			want: ReasonOutOfWindowPassed,
 			check: func(t *testing.T, c *conv) {
-				if f := c.flow(); f.Peers[conntrack.Original].End != seqv(c.cNxt) {
-					t.Errorf("end moved to %d", f.Peers[conntrack.Original].End)
+				if f := c.flow(); f.Peer(conntrack.Original).End() != seqv(c.cNxt) {
+					t.Errorf("end moved to %d", f.Peer(conntrack.Original).End())
 				}
 			},
 		},

@@ -151,7 +151,7 @@ func Decide(eng *policy.Engine, pk *Packet) Frame {
 		// refreshed it, so this lookup cannot expire it.
 		k, _ := conntrack.MakeKey(&p)
 		if s, ok := eng.Table().Lookup(&k, now); ok {
-			f.After = eng.Table().Flow(s).State
+			f.After = eng.Table().Flow(s).State()
 		}
 	} else if p.HaveIP {
 		// Decode read the fixed IP header (ICMP, UDP, fragments,
