@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,17 +50,22 @@ func cmdRun(args []string) int {
 		return 2
 	}
 	explicit := *path != ""
+	journal := journalStream(os.Stderr, os.Getenv("JOURNAL_STREAM"))
 	cfg, file, err := loadRunConfig(*path, explicit)
 	if err != nil {
-		printConfigErrors(os.Stderr, err)
+		prefix := ""
+		if journal {
+			prefix = journalPrefix(slog.LevelError) // journalctl -p err shows why it did not start
+		}
+		printConfigErrors(os.Stderr, prefix, err)
 		return 1
 	}
-	ls := newLogSwitch(os.Stderr, cfg.Log.Format, cfg.SlogLevel())
+	ls := newLogSwitch(os.Stderr, journal, cfg.Log.Format, cfg.SlogLevel())
 	d := &runDaemon{cfgPath: *path, explicit: explicit, cfg: cfg, logs: ls, log: ls.logger()}
 	if file == "" {
-		d.log.Info("no configuration file; using the built-in defaults", "looked_for", defaultConfigPath)
+		d.log.Info("no configuration file; using the built-in defaults", "looked_for", defaultConfigPath, "log_format", ls.resolvedFormat())
 	} else {
-		d.log.Info("configuration loaded", "file", file)
+		d.log.Info("configuration loaded", "file", file, "log_format", ls.resolvedFormat())
 	}
 	d.log.Info("configuration", "summary", cfg.Summary())
 	return d.run()
@@ -94,9 +100,11 @@ func configErrors(err error) []error {
 	return []error{err}
 }
 
-func printConfigErrors(w io.Writer, err error) {
+// printConfigErrors writes every error on a line of its own, after prefix
+// (a journal priority, or "").
+func printConfigErrors(w io.Writer, prefix string, err error) {
 	for _, e := range configErrors(err) {
-		fmt.Fprintf(w, "rstguard run: %v\n", e)
+		fmt.Fprintf(w, "%srstguard run: %s\n", prefix, strings.ReplaceAll(e.Error(), "\n", "\n"+prefix))
 	}
 }
 
