@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rstguard/rstguard/config"
+	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/metrics"
 	"github.com/rstguard/rstguard/nfq"
 	"github.com/rstguard/rstguard/policy"
@@ -237,6 +239,7 @@ func (d *runDaemon) run() int {
 		return 1
 	}
 	epoch := time.Now()
+	d.proc.LastReloadSuccess.Store(epoch.UnixNano())
 	d.proc.Guard = ruleset.NewAccountant(GuardStatePath)
 	d.rulesNow = make(chan struct{}, 1)
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(cfg.Queue.Numbers))
@@ -248,6 +251,7 @@ func (d *runDaemon) run() int {
 		d.workers = append(d.workers, w)
 		mqs = append(mqs, metrics.Queue{Num: q, Engine: w.Engine(), Stats: w.Stats()})
 	}
+	d.proc.FlowsLimit.Store(flowsLimit(tc, len(d.workers)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -414,25 +418,19 @@ func (d *runDaemon) reload() {
 	cfg, file, err := loadRunConfig(d.cfgPath, d.explicit)
 	if err != nil {
 		d.proc.ReloadsFailed.Add(1)
+		d.proc.LastReloadFailed.Store(true)
 		logConfigErrors(d.log, "reload failed; keeping the running configuration", err)
 		return
 	}
 	old := d.cfg
-	if !slices.Equal(cfg.Queue.Numbers, old.Queue.Numbers) {
-		d.log.Warn("queue numbers changed; they take effect at the next restart, keeping the bound queues",
-			"running", old.Queue.Numbers, "configured", cfg.Queue.Numbers)
-		cfg.Queue.Numbers = old.Queue.Numbers
+	keys, changes := restartPending(old, cfg)
+	if len(keys) > 0 {
+		// Said at every reload until a restart applies them.
+		d.log.Warn("settings changed that take effect only at the next restart; the running values stay until then",
+			"keys", strings.Join(keys, ", "), "changes", strings.Join(changes, "; "))
+		keepRunning(cfg, old)
 	}
-	if cfg.Metrics.Listen != old.Metrics.Listen {
-		d.log.Warn("metrics listen address changed; it takes effect at the next restart",
-			"running", old.Metrics.Listen, "configured", cfg.Metrics.Listen)
-		cfg.Metrics.Listen = old.Metrics.Listen
-	}
-	if cfg.Queue.FailOpen != old.Queue.FailOpen || cfg.Queue.GSO != old.Queue.GSO ||
-		cfg.Queue.MaxQueueLen != old.Queue.MaxQueueLen || cfg.Queue.CopyRange != old.Queue.CopyRange ||
-		cfg.Queue.SocketReceiveBuffer != old.Queue.SocketReceiveBuffer {
-		d.log.Warn("queue socket settings changed (fail_open, gso, max_queue_len, copy_range, socket_receive_buffer); they take effect at the next restart")
-	}
+	d.proc.RestartRequired.Store(len(keys) > 0)
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(d.workers))
 	for _, w := range d.workers {
 		w.Reconfigure(pc, tc, cfg.Queue.MarkAccept, cfg.Queue.MarkDrop, cfg.Log.RateLimit, cfg.Log.Burst)
@@ -440,9 +438,60 @@ func (d *runDaemon) reload() {
 	}
 	d.logs.set(cfg.Log.Format, cfg.SlogLevel())
 	d.cfg = cfg
+	d.proc.FlowsLimit.Store(flowsLimit(tc, len(d.workers)))
 	d.proc.ReloadsOK.Add(1)
+	d.proc.LastReloadFailed.Store(false)
+	d.proc.LastReloadSuccess.Store(time.Now().UnixNano())
 	if file == "" {
 		file = "(built-in defaults)"
 	}
-	d.log.Info("reloaded", "file", file, "summary", cfg.Summary())
+	d.log.Info("reloaded", "file", file, "restart_required", len(keys) > 0, "log_format", d.logs.resolvedFormat(), "summary", cfg.Summary())
+}
+
+// flowsLimit is what the tables of n queues hold together.
+func flowsLimit(tc conntrack.Config, n int) int64 { return int64(tc.MaxFlows) * int64(n) }
+
+// restartKeys are the settings a reload cannot apply: the queues' sockets
+// and the metrics listener are set up once, at start. get formats a value
+// for the log; keep copies the running value into a new configuration.
+var restartKeys = []struct {
+	key  string
+	get  func(*config.Config) string
+	keep func(dst, running *config.Config)
+}{
+	{"[queue] numbers", func(c *config.Config) string { return config.QueueList(c.Queue.Numbers) },
+		func(d, r *config.Config) { d.Queue.Numbers = slices.Clone(r.Queue.Numbers) }},
+	{"[queue] fail_open", func(c *config.Config) string { return strconv.FormatBool(c.Queue.FailOpen) },
+		func(d, r *config.Config) { d.Queue.FailOpen = r.Queue.FailOpen }},
+	{"[queue] gso", func(c *config.Config) string { return strconv.FormatBool(c.Queue.GSO) },
+		func(d, r *config.Config) { d.Queue.GSO = r.Queue.GSO }},
+	{"[queue] max_queue_len", func(c *config.Config) string { return strconv.FormatUint(uint64(c.Queue.MaxQueueLen), 10) },
+		func(d, r *config.Config) { d.Queue.MaxQueueLen = r.Queue.MaxQueueLen }},
+	{"[queue] copy_range", func(c *config.Config) string { return strconv.FormatUint(uint64(c.Queue.CopyRange), 10) },
+		func(d, r *config.Config) { d.Queue.CopyRange = r.Queue.CopyRange }},
+	{"[queue] socket_receive_buffer", func(c *config.Config) string { return strconv.Itoa(c.Queue.SocketReceiveBuffer) },
+		func(d, r *config.Config) { d.Queue.SocketReceiveBuffer = r.Queue.SocketReceiveBuffer }},
+	{"[metrics] listen", func(c *config.Config) string { return strconv.Quote(c.Metrics.Listen) },
+		func(d, r *config.Config) { d.Metrics.Listen = r.Metrics.Listen }},
+}
+
+// restartPending lists the restart-only keys whose value in cfg differs
+// from the running configuration, and each change as "KEY RUNNING ->
+// CONFIGURED".
+func restartPending(running, cfg *config.Config) (keys, changes []string) {
+	for _, k := range restartKeys {
+		if r, c := k.get(running), k.get(cfg); r != c {
+			keys = append(keys, k.key)
+			changes = append(changes, k.key+" "+r+" -> "+c)
+		}
+	}
+	return keys, changes
+}
+
+// keepRunning puts the running values of the restart-only keys into cfg,
+// so that cfg describes what is in force.
+func keepRunning(cfg, running *config.Config) {
+	for _, k := range restartKeys {
+		k.keep(cfg, running)
+	}
 }
