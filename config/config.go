@@ -141,10 +141,27 @@ type Metrics struct {
 // Log is [log].
 type Log struct {
 	Level     string  `toml:"level"`      // debug, info, warn or error
-	Format    string  `toml:"format"`     // text or json
+	Format    string  `toml:"format"`     // auto, text, json or journal (LogFormat* constants)
 	RateLimit float64 `toml:"rate_limit"` // per-packet log lines per second; 0 disables them
 	Burst     int     `toml:"burst"`      // per-packet log lines allowed in a burst
 }
+
+// [log] format values.
+const (
+	// LogFormatAuto is LogFormatJournal when standard error is the
+	// journal's stream (systemd sets JOURNAL_STREAM, systemd.exec(5)), else
+	// LogFormatText.
+	LogFormatAuto = "auto"
+	// LogFormatText is logfmt, key=value pairs, one record per line.
+	LogFormatText = "text"
+	// LogFormatJSON is one JSON object per line.
+	LogFormatJSON = "json"
+	// LogFormatJournal is LogFormatText without the time (the journal
+	// stamps each entry) and with each line prefixed by its syslog priority,
+	// "<4>" for a warning (sd-daemon(3)), which journald strips and stores
+	// as the entry's PRIORITY.
+	LogFormatJournal = "journal"
+)
 
 // Defaults of the keys that have no default elsewhere.
 const (
@@ -207,7 +224,7 @@ func Default() *Config {
 		Control: Control{Socket: DefaultControlSocket},
 		Log: Log{
 			Level:     "info",
-			Format:    "text",
+			Format:    LogFormatAuto,
 			RateLimit: DefaultLogRateLimit,
 			Burst:     DefaultLogBurst,
 		},

@@ -79,6 +79,9 @@ func TestParseValid(t *testing.T) {
 		{"level warn", "[log]\nlevel = \"warn\"", func(c *Config) { c.Log.Level = "warn" }},
 		{"level error", "[log]\nlevel = \"error\"", func(c *Config) { c.Log.Level = "error" }},
 		{"format json", "[log]\nformat = \"json\"", func(c *Config) { c.Log.Format = "json" }},
+		{"format text", "[log]\nformat = \"text\"", func(c *Config) { c.Log.Format = "text" }},
+		{"format journal", "[log]\nformat = \"journal\"", func(c *Config) { c.Log.Format = "journal" }},
+		{"format auto", "[log]\nformat = \"auto\"", func(c *Config) { c.Log.Format = "auto" }},
 		{"rate_limit float", "[log]\nrate_limit = 0.5", func(c *Config) { c.Log.RateLimit = 0.5 }},
 		{"rate_limit off", "[log]\nrate_limit = 0", func(c *Config) { c.Log.RateLimit = 0 }},
 		{"rate_limit int", "[log]\nrate_limit = 1000", func(c *Config) { c.Log.RateLimit = 1000 }},
@@ -180,7 +183,7 @@ func TestParseInvalid(t *testing.T) {
 		{"listen int", "[metrics]\nlisten = 9813", 2, "[metrics] listen", "must be a string, not the integer 9813"},
 		// [log]
 		{"level", "[log]\nlevel = \"verbose\"", 2, "[log] level", `use "debug", "info", "warn" or "error"`},
-		{"format", "[log]\nformat = \"logfmt\"", 2, "[log] format", `use "text" or "json"`},
+		{"format", "[log]\nformat = \"logfmt\"", 2, "[log] format", `use "auto", "text", "json" or "journal"`},
 		{"rate_limit negative", "[log]\nrate_limit = -1", 2, "[log] rate_limit", "out of range"},
 		{"rate_limit nan", "[log]\nrate_limit = nan", 2, "[log] rate_limit", "out of range"},
 		{"rate_limit inf", "[log]\nrate_limit = inf", 2, "[log] rate_limit", "out of range"},
@@ -349,7 +352,7 @@ func TestDefault(t *testing.T) {
 	if c.Metrics.Listen != "127.0.0.1:9813" {
 		t.Errorf("metrics listen %q", c.Metrics.Listen)
 	}
-	if c.Log != (Log{Level: "info", Format: "text", RateLimit: 10, Burst: 20}) {
+	if c.Log != (Log{Level: "info", Format: "auto", RateLimit: 10, Burst: 20}) {
 		t.Errorf("log defaults: %+v", c.Log)
 	}
 	// Default returns a fresh value each time.
@@ -493,7 +496,7 @@ listen = ""
 		t.Fatal(err)
 	}
 	s := c.Summary()
-	for _, want := range []string{"queues 0-3", "mark_drop=0x2", "max_flows 4096 (1024 per queue)", "rst_mode=exact", "metrics off", "log info text"} {
+	for _, want := range []string{"queues 0-3", "mark_drop=0x2", "max_flows 4096 (1024 per queue)", "rst_mode=exact", "metrics off", "log info auto"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("Summary() = %q, missing %q", s, want)
 		}

@@ -110,7 +110,7 @@ func buildSchema() *node {
 		}},
 		{name: "log", children: []*node{
 			enumKey("level", []string{"debug", "info", "warn", "error"}, func(c *Config) *string { return &c.Log.Level }),
-			enumKey("format", []string{"text", "json"}, func(c *Config) *string { return &c.Log.Format }),
+			enumKey("format", []string{"auto", "text", "json", "journal"}, func(c *Config) *string { return &c.Log.Format }),
 			{name: "rate_limit", decode: decodeRateLimit},
 			intKey("burst", 1, MaxLogBurst, " (per-packet log lines allowed at once)", func(c *Config) *int { return &c.Log.Burst }),
 		}},

@@ -365,6 +365,8 @@ func TestDashboardCoverage(t *testing.T) {
 		"rstguard_queue_kernel_dropped_total", "rstguard_queue_user_dropped_total",
 		"rstguard_packets_total", "rstguard_config_reload_failed_total",
 		"rstguard_untracked_packets_total", "rstguard_panics_recovered_total", "rstguard_queue_bound",
+		"rstguard_config_last_reload_successful", "rstguard_config_last_reload_success_timestamp_seconds",
+		"rstguard_config_restart_required", "rstguard_flows_limit", "rstguard_flows_tracked",
 	} {
 		if !strings.Contains(text, m) {
 			t.Errorf("no alert uses %s", m)

@@ -28,6 +28,18 @@ type Queue struct {
 type Process struct {
 	ReloadsOK     atomic.Uint64
 	ReloadsFailed atomic.Uint64
+	// LastReloadFailed: the last reload failed, so the configuration in
+	// force is not the file's (false after start).
+	LastReloadFailed atomic.Bool
+	// LastReloadSuccess is when the configuration in force was loaded, at
+	// start or by the last successful reload, in Unix nanoseconds.
+	LastReloadSuccess atomic.Int64
+	// RestartRequired: the file sets keys a reload cannot apply (queues,
+	// queue sockets, the listener) to values other than those in force.
+	RestartRequired atomic.Bool
+	// FlowsLimit is the flows the tables can hold, summed over the queues
+	// (0: not exported).
+	FlowsLimit atomic.Int64
 	// Guard accounts the packets that reached the queue rule without
 	// being judged (nil: the rules are not read).
 	Guard *ruleset.Accountant
@@ -145,6 +157,14 @@ var (
 		"Successful configuration reloads.")
 	descReloadsFailed = desc("config_reload_failed_total",
 		"Configuration reloads that failed; the running configuration was kept.")
+	descLastReloadOK = desc("config_last_reload_successful",
+		"Whether the last configuration reload succeeded (1) or failed, the previous configuration staying in force (0); 1 after start.")
+	descLastReloadTime = desc("config_last_reload_success_timestamp_seconds",
+		"When the configuration in force was loaded, at start or by the last successful reload, in seconds since the Unix epoch.")
+	descRestartRequired = desc("config_restart_required",
+		"1 while the configuration file changes settings a reload cannot apply (queues, queue socket settings, the metrics listener): the old values stay in force until a restart.")
+	descFlowsLimit = desc("flows_limit",
+		"Flows the tables can hold, summed over the queues: [conntrack] max_flows rounded up to a multiple of the number of queues.")
 	descUnvalidated = desc("unvalidated_packets_total",
 		"Packets that reached the queue rule but were not judged (bypass or fail-open), from the shipped rules' counters, by cause.", "cause")
 	descUnvalidatedResets = desc("unvalidated_resets_total",
@@ -169,7 +189,8 @@ var allDescs = []*prometheus.Desc{
 	descQueueUserDropped, descQueueLength, descQueueBound, descMarkedDrops, descVerdictErrors,
 	descReceiveErrors, descRebinds, descLatency, descVerdictLatency, descUnjudged, descTruncated,
 	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
-	descReloads, descReloadsFailed, descUnvalidated, descUnvalidatedResets, descQueueRule,
+	descReloads, descReloadsFailed, descLastReloadOK, descLastReloadTime, descRestartRequired,
+	descFlowsLimit, descUnvalidated, descUnvalidatedResets, descQueueRule,
 	descRulesetProblem, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
 }
 
@@ -244,6 +265,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descUntracked, untracked)
 	counter(descGaps, gaps)
 	gauge(descOneWay, float64(oneWay))
+	if l := c.proc.FlowsLimit.Load(); l > 0 {
+		gauge(descFlowsLimit, float64(l))
+	}
 
 	// Kernel queue statistics: only for our queues; a missing file (the
 	// nfnetlink_queue module not loaded yet) leaves them out.
@@ -307,6 +331,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descEventsWritten, evWritten)
 	counter(descEventsLost, evLost)
 	counter(descEventErrors, evErrors)
+	gauge(descLastReloadOK, boolValue(!c.proc.LastReloadFailed.Load()))
+	ns := c.proc.LastReloadSuccess.Load()
+	gauge(descLastReloadTime, float64(ns/1e9)+float64(ns%1e9)/1e9)
+	gauge(descRestartRequired, boolValue(c.proc.RestartRequired.Load()))
 	if g := c.proc.Guard; g != nil {
 		for cause := range ruleset.NumCauses {
 			counter(descUnvalidated, g.Packets[cause].Load(), cause.String())
@@ -322,4 +350,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(descBuildInfo, 1, c.version, c.goVer)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -68,6 +68,10 @@ func fixedCollector(t *testing.T) *Collector {
 	p := new(Process)
 	p.ReloadsOK.Add(2)
 	p.ReloadsFailed.Add(1)
+	p.LastReloadFailed.Store(true)
+	p.LastReloadSuccess.Store(1764633600_250000000) // 2025-12-02T00:00:00.25Z
+	p.RestartRequired.Store(true)
+	p.FlowsLimit.Store(2 * 65536)
 	p.Guard = ruleset.NewAccountant("")
 	// One sample starts the account; the second's gains are queue_full.
 	if err := p.Guard.Sample(ruleset.Counters{QueueRule: 10}, false); err != nil {
@@ -124,6 +128,10 @@ func TestGolden(t *testing.T) {
 		`rstguard_decision_duration_seconds_count{queue="1"} 7`,
 		`rstguard_decision_duration_seconds_bucket{queue="0",le="1e-07"} 2`,
 		`rstguard_config_reload_failed_total 1`,
+		`rstguard_config_last_reload_successful 0`,
+		`rstguard_config_last_reload_success_timestamp_seconds 1.76463360025e+09`,
+		`rstguard_config_restart_required 1`,
+		`rstguard_flows_limit 131072`,
 		`rstguard_unvalidated_packets_total{cause="queue_full"} 40`,
 		`rstguard_unvalidated_resets_total{cause="queue_full"} 3`,
 		`rstguard_unvalidated_packets_total{cause="daemon_down"} 0`,
@@ -221,5 +229,62 @@ func TestCollectorNoProcFile(t *testing.T) {
 	}
 	if !strings.Contains(got, `rstguard_queue_packets_total{queue="0"} 1011`) {
 		t.Error("worker counters missing when /proc is unreadable")
+	}
+}
+
+// TestConfigGauges: the reload and restart gauges and the flow limit read
+// the process state at scrape time; a fresh Process is a successful start
+// with nothing pending, and a zero limit is not exported.
+func TestConfigGauges(t *testing.T) {
+	tests := []struct {
+		name  string
+		set   func(p *Process)
+		want  []string
+		never string
+	}{
+		{"fresh", func(p *Process) {}, []string{
+			"rstguard_config_last_reload_successful 1",
+			"rstguard_config_last_reload_success_timestamp_seconds 0",
+			"rstguard_config_restart_required 0",
+		}, "rstguard_flows_limit"},
+		{"started", func(p *Process) {
+			p.LastReloadSuccess.Store(1_000_000_000_000_000_000)
+			p.FlowsLimit.Store(1 << 20)
+		}, []string{
+			"rstguard_config_last_reload_successful 1",
+			"rstguard_config_last_reload_success_timestamp_seconds 1e+09",
+			"rstguard_config_restart_required 0",
+			"rstguard_flows_limit 1.048576e+06",
+		}, ""},
+		{"failed reload", func(p *Process) {
+			p.LastReloadFailed.Store(true)
+			p.LastReloadSuccess.Store(1_500_000_000_000_000_000)
+		}, []string{
+			"rstguard_config_last_reload_successful 0",
+			"rstguard_config_last_reload_success_timestamp_seconds 1.5e+09",
+		}, ""},
+		{"restart pending", func(p *Process) { p.RestartRequired.Store(true) }, []string{
+			"rstguard_config_last_reload_successful 1",
+			"rstguard_config_restart_required 1",
+		}, ""},
+		{"restart done", func(p *Process) {
+			p.RestartRequired.Store(true)
+			p.RestartRequired.Store(false)
+		}, []string{"rstguard_config_restart_required 0"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := new(Process)
+			tt.set(p)
+			got := string(scrape(t, NewCollector(nil, p, "", "v")))
+			for _, w := range tt.want {
+				if !strings.Contains(got, "\n"+w+"\n") {
+					t.Errorf("scrape lacks %q", w)
+				}
+			}
+			if tt.never != "" && strings.Contains(got, tt.never+" ") {
+				t.Errorf("scrape has %s", tt.never)
+			}
+		})
 	}
 }

@@ -34,7 +34,7 @@ func fakeLoop(w *Worker) (stop func()) {
 
 func TestControlFlowsAndFlush(t *testing.T) {
 	w := newTestWorker(t, policy.DefaultConfig(), nil)
-	establish(t, w) // 192.0.2.1:40000 -> 198.51.100.1:80, ISNs 1000 / 5000
+	establish(t, w)       // 192.0.2.1:40000 -> 198.51.100.1:80, ISNs 1000 / 5000
 	for i := range 3000 { // more than one step of other flows
 		p := tcp4(t, seg{seq: uint32(i), syn: true})
 		p[20], p[21] = byte((1024+i)>>8), byte(1024+i) // source port

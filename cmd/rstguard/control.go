@@ -90,6 +90,7 @@ type ctlStatus struct {
 	ConfigFile    string            `json:"config_file"`
 	ConfigSHA256  string            `json:"config_sha256,omitempty"`
 	Settings      string            `json:"settings"`
+	RestartNeeded []string          `json:"restart_required_for"`
 	Queues        []ctlQueue        `json:"queues"`
 	RulesetQueues []uint16          `json:"ruleset_queues"`
 	Unbound       []uint16          `json:"ruleset_queues_not_bound"`
@@ -224,7 +225,7 @@ func (d *runDaemon) status() ctlStatus {
 	cfg := d.cfgNow.Load()
 	st := ctlStatus{
 		Version: buildVersion(), Uptime: time.Since(d.started).Seconds(),
-		ConfigFile: cfg.file, ConfigSHA256: cfg.hash, Settings: cfg.summary,
+		ConfigFile: cfg.file, ConfigSHA256: cfg.hash, Settings: cfg.summary, RestartNeeded: cfg.restart,
 		Drops: map[string]uint64{}, RulesetQueues: []uint16{}, Unbound: []uint16{}, Problems: []string{},
 	}
 	if st.ConfigFile == "" {
@@ -261,6 +262,7 @@ func (d *runDaemon) status() ctlStatus {
 // runningConfig is what status reports about the configuration in force.
 type runningConfig struct {
 	file, hash, summary string
+	restart             []string // keys changed in the file that need a restart
 	flowLimit           int
 }
 

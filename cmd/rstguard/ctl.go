@@ -262,6 +262,9 @@ func printStatus(w io.Writer, st *ctlStatus) error {
 		fmt.Fprintf(tw, " (sha256 %s)", st.ConfigSHA256)
 	}
 	fmt.Fprintf(tw, "\nsettings\t%s\n", st.Settings)
+	if len(st.RestartNeeded) > 0 {
+		fmt.Fprintf(tw, "restart required\t%s changed in the file; the running values stay until a restart\n", strings.Join(st.RestartNeeded, ", "))
+	}
 	fmt.Fprintf(tw, "ruleset queues\t%v", st.RulesetQueues)
 	if len(st.Unbound) > 0 {
 		fmt.Fprintf(tw, " (NOT BOUND by any worker: %v; their packets pass unjudged)", st.Unbound)

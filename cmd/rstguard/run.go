@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rstguard/rstguard/config"
+	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/events"
 	"github.com/rstguard/rstguard/metrics"
 	"github.com/rstguard/rstguard/nfq"
@@ -50,17 +53,22 @@ func cmdRun(args []string) int {
 		return 2
 	}
 	explicit := *path != ""
+	journal := journalStream(os.Stderr, os.Getenv("JOURNAL_STREAM"))
 	cfg, file, err := loadRunConfig(*path, explicit)
 	if err != nil {
-		printConfigErrors(os.Stderr, err)
+		prefix := ""
+		if journal {
+			prefix = journalPrefix(slog.LevelError) // journalctl -p err shows why it did not start
+		}
+		printConfigErrors(os.Stderr, prefix, err)
 		return 1
 	}
-	ls := newLogSwitch(os.Stderr, cfg.Log.Format, cfg.SlogLevel())
+	ls := newLogSwitch(os.Stderr, journal, cfg.Log.Format, cfg.SlogLevel())
 	d := &runDaemon{cfgPath: *path, explicit: explicit, cfg: cfg, logs: ls, log: ls.logger()}
 	if file == "" {
-		d.log.Info("no configuration file; using the built-in defaults", "looked_for", defaultConfigPath)
+		d.log.Info("no configuration file; using the built-in defaults", "looked_for", defaultConfigPath, "log_format", ls.resolvedFormat())
 	} else {
-		d.log.Info("configuration loaded", "file", file)
+		d.log.Info("configuration loaded", "file", file, "log_format", ls.resolvedFormat())
 	}
 	d.log.Info("configuration", "summary", cfg.Summary())
 	return d.run()
@@ -95,9 +103,11 @@ func configErrors(err error) []error {
 	return []error{err}
 }
 
-func printConfigErrors(w io.Writer, err error) {
+// printConfigErrors writes every error on a line of its own, after prefix
+// (a journal priority, or "").
+func printConfigErrors(w io.Writer, prefix string, err error) {
 	for _, e := range configErrors(err) {
-		fmt.Fprintf(w, "rstguard run: %v\n", e)
+		fmt.Fprintf(w, "%srstguard run: %s\n", prefix, strings.ReplaceAll(e.Error(), "\n", "\n"+prefix))
 	}
 }
 
@@ -133,8 +143,8 @@ type runDaemon struct {
 }
 
 // setRunning records the configuration in force for status.
-func (d *runDaemon) setRunning(cfg *config.Config, file string) {
-	d.cfgNow.Store(&runningConfig{file: file, hash: fileHash(file), summary: cfg.Summary(),
+func (d *runDaemon) setRunning(cfg *config.Config, file string, restartPending []string) {
+	d.cfgNow.Store(&runningConfig{file: file, hash: fileHash(file), summary: cfg.Summary(), restart: restartPending,
 		flowLimit: cfg.TableConfig(len(cfg.Queue.Numbers)).MaxFlows})
 }
 
@@ -242,6 +252,7 @@ func (d *runDaemon) run() int {
 		return 1
 	}
 	epoch := time.Now()
+	d.proc.LastReloadSuccess.Store(epoch.UnixNano())
 	d.proc.Guard = ruleset.NewAccountant(GuardStatePath)
 	d.rulesNow = make(chan struct{}, 1)
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(cfg.Queue.Numbers))
@@ -255,7 +266,7 @@ func (d *runDaemon) run() int {
 	}
 	d.started = epoch
 	if d.cfgNow.Load() == nil {
-		d.setRunning(cfg, cfg.File)
+		d.setRunning(cfg, cfg.File, nil)
 	}
 	evCtx, evStop := context.WithCancel(context.Background())
 	if ev, err := d.startEvents(evCtx); err != nil {
@@ -270,6 +281,7 @@ func (d *runDaemon) run() int {
 	} else {
 		evStop()
 	}
+	d.proc.FlowsLimit.Store(flowsLimit(tc, len(d.workers)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -477,35 +489,19 @@ func (d *runDaemon) reload() {
 	cfg, file, err := loadRunConfig(d.cfgPath, d.explicit)
 	if err != nil {
 		d.proc.ReloadsFailed.Add(1)
+		d.proc.LastReloadFailed.Store(true)
 		logConfigErrors(d.log, "reload failed; keeping the running configuration", err)
 		return
 	}
 	old := d.cfg
-	if !slices.Equal(cfg.Queue.Numbers, old.Queue.Numbers) {
-		d.log.Warn("queue numbers changed; they take effect at the next restart, keeping the bound queues",
-			"running", old.Queue.Numbers, "configured", cfg.Queue.Numbers)
-		cfg.Queue.Numbers = old.Queue.Numbers
+	keys, changes := restartPending(old, cfg)
+	if len(keys) > 0 {
+		// Said at every reload until a restart applies them.
+		d.log.Warn("settings changed that take effect only at the next restart; the running values stay until then",
+			"keys", strings.Join(keys, ", "), "changes", strings.Join(changes, "; "))
+		keepRunning(cfg, old)
 	}
-	if cfg.Control != old.Control {
-		d.log.Warn("[control] socket changed; it takes effect at the next restart",
-			"running", old.Control.Socket, "configured", cfg.Control.Socket)
-		cfg.Control = old.Control
-	}
-	if cfg.Events != old.Events {
-		d.log.Warn("[events] settings changed; they take effect at the next restart (SIGHUP only reopens the file)",
-			"running_path", old.Events.Path, "configured_path", cfg.Events.Path)
-		cfg.Events = old.Events
-	}
-	if cfg.Metrics.Listen != old.Metrics.Listen {
-		d.log.Warn("metrics listen address changed; it takes effect at the next restart",
-			"running", old.Metrics.Listen, "configured", cfg.Metrics.Listen)
-		cfg.Metrics.Listen = old.Metrics.Listen
-	}
-	if cfg.Queue.FailOpen != old.Queue.FailOpen || cfg.Queue.GSO != old.Queue.GSO ||
-		cfg.Queue.MaxQueueLen != old.Queue.MaxQueueLen || cfg.Queue.CopyRange != old.Queue.CopyRange ||
-		cfg.Queue.SocketReceiveBuffer != old.Queue.SocketReceiveBuffer {
-		d.log.Warn("queue socket settings changed (fail_open, gso, max_queue_len, copy_range, socket_receive_buffer); they take effect at the next restart")
-	}
+	d.proc.RestartRequired.Store(len(keys) > 0)
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(d.workers))
 	for _, w := range d.workers {
 		w.Reconfigure(pc, tc, cfg.Queue.MarkAccept, cfg.Queue.MarkDrop, cfg.Log.RateLimit, cfg.Log.Burst)
@@ -513,10 +509,71 @@ func (d *runDaemon) reload() {
 	}
 	d.logs.set(cfg.Log.Format, cfg.SlogLevel())
 	d.cfg = cfg
-	d.setRunning(cfg, file)
+	d.setRunning(cfg, file, keys)
+	d.proc.FlowsLimit.Store(flowsLimit(tc, len(d.workers)))
 	d.proc.ReloadsOK.Add(1)
+	d.proc.LastReloadFailed.Store(false)
+	d.proc.LastReloadSuccess.Store(time.Now().UnixNano())
 	if file == "" {
 		file = "(built-in defaults)"
 	}
-	d.log.Info("reloaded", "file", file, "summary", cfg.Summary())
+	d.log.Info("reloaded", "file", file, "restart_required", len(keys) > 0, "log_format", d.logs.resolvedFormat(), "summary", cfg.Summary())
+}
+
+// flowsLimit is what the tables of n queues hold together.
+func flowsLimit(tc conntrack.Config, n int) int64 { return int64(tc.MaxFlows) * int64(n) }
+
+// restartKeys are the settings a reload cannot apply: the queues' sockets
+// and the metrics listener are set up once, at start. get formats a value
+// for the log; keep copies the running value into a new configuration.
+var restartKeys = []struct {
+	key  string
+	get  func(*config.Config) string
+	keep func(dst, running *config.Config)
+}{
+	{"[queue] numbers", func(c *config.Config) string { return config.QueueList(c.Queue.Numbers) },
+		func(d, r *config.Config) { d.Queue.Numbers = slices.Clone(r.Queue.Numbers) }},
+	{"[queue] fail_open", func(c *config.Config) string { return strconv.FormatBool(c.Queue.FailOpen) },
+		func(d, r *config.Config) { d.Queue.FailOpen = r.Queue.FailOpen }},
+	{"[queue] gso", func(c *config.Config) string { return strconv.FormatBool(c.Queue.GSO) },
+		func(d, r *config.Config) { d.Queue.GSO = r.Queue.GSO }},
+	{"[queue] max_queue_len", func(c *config.Config) string { return strconv.FormatUint(uint64(c.Queue.MaxQueueLen), 10) },
+		func(d, r *config.Config) { d.Queue.MaxQueueLen = r.Queue.MaxQueueLen }},
+	{"[queue] copy_range", func(c *config.Config) string { return strconv.FormatUint(uint64(c.Queue.CopyRange), 10) },
+		func(d, r *config.Config) { d.Queue.CopyRange = r.Queue.CopyRange }},
+	{"[queue] socket_receive_buffer", func(c *config.Config) string { return strconv.Itoa(c.Queue.SocketReceiveBuffer) },
+		func(d, r *config.Config) { d.Queue.SocketReceiveBuffer = r.Queue.SocketReceiveBuffer }},
+	{"[metrics] listen", func(c *config.Config) string { return strconv.Quote(c.Metrics.Listen) },
+		func(d, r *config.Config) { d.Metrics.Listen = r.Metrics.Listen }},
+	{"[control] socket", func(c *config.Config) string { return strconv.Quote(c.Control.Socket) },
+		func(d, r *config.Config) { d.Control.Socket = r.Control.Socket }},
+	// SIGHUP reopens the event log file; changing where it goes or how it
+	// is buffered needs a restart.
+	{"[events] path", func(c *config.Config) string { return strconv.Quote(c.Events.Path) },
+		func(d, r *config.Config) { d.Events.Path = r.Events.Path }},
+	{"[events] journal", func(c *config.Config) string { return strconv.FormatBool(c.Events.Journal) },
+		func(d, r *config.Config) { d.Events.Journal = r.Events.Journal }},
+	{"[events] ring_size", func(c *config.Config) string { return strconv.Itoa(c.Events.RingSize) },
+		func(d, r *config.Config) { d.Events.RingSize = r.Events.RingSize }},
+}
+
+// restartPending lists the restart-only keys whose value in cfg differs
+// from the running configuration, and each change as "KEY RUNNING ->
+// CONFIGURED".
+func restartPending(running, cfg *config.Config) (keys, changes []string) {
+	for _, k := range restartKeys {
+		if r, c := k.get(running), k.get(cfg); r != c {
+			keys = append(keys, k.key)
+			changes = append(changes, k.key+" "+r+" -> "+c)
+		}
+	}
+	return keys, changes
+}
+
+// keepRunning puts the running values of the restart-only keys into cfg,
+// so that cfg describes what is in force.
+func keepRunning(cfg, running *config.Config) {
+	for _, k := range restartKeys {
+		k.keep(cfg, running)
+	}
 }

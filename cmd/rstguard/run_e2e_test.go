@@ -674,9 +674,26 @@ func TestDaemonE2E(t *testing.T) {
 	// 3. SIGHUP with rst_mode = "exact": a reset inside the window but
 	// not at RCV.NXT is now dropped as rst_not_exact (in window mode it
 	// would have closed the connection).
+	if got := l.metric("rstguard_flows_limit"); got != 1<<20 {
+		t.Errorf("rstguard_flows_limit = %v, want the default max_flows %d", got, 1<<20)
+	}
+	if got := l.metric("rstguard_config_last_reload_successful"); got != 1 {
+		t.Errorf("rstguard_config_last_reload_successful = %v after start, want 1", got)
+	}
+	loaded0 := l.metric("rstguard_config_last_reload_success_timestamp_seconds")
+	if now := float64(time.Now().Unix()); loaded0 <= 0 || loaded0 > now+1 {
+		t.Errorf("rstguard_config_last_reload_success_timestamp_seconds = %v after start (now %v)", loaded0, now)
+	}
 	l.writeConfig(e2eConfig("exact"))
 	l.signal(syscall.SIGHUP)
 	l.waitMetric(ctx, 1, "rstguard_config_reloads_total")
+	loaded1 := l.metric("rstguard_config_last_reload_success_timestamp_seconds")
+	if loaded1 <= loaded0 {
+		t.Errorf("success timestamp %v after a reload, not after the start's %v", loaded1, loaded0)
+	}
+	if got := l.metric("rstguard_config_restart_required"); got != 0 {
+		t.Errorf("rstguard_config_restart_required = %v after a reload of reloadable keys, want 0", got)
+	}
 	if n := l.notify.String(); !regexp.MustCompile(`RELOADING=1 MONOTONIC_USEC=\d+ \nREADY=1\n`).MatchString(n) {
 		t.Errorf("notify socket lacks RELOADING=1 with MONOTONIC_USEC then READY=1:\n%s", n)
 	}
@@ -704,6 +721,43 @@ func TestDaemonE2E(t *testing.T) {
 	if !strings.Contains(l.stderr.String(), "reload failed") {
 		t.Error("no log line for the failed reload")
 	}
+	if got := l.metric("rstguard_config_last_reload_successful"); got != 0 {
+		t.Errorf("rstguard_config_last_reload_successful = %v after a broken file, want 0", got)
+	}
+	if got := l.metric("rstguard_config_last_reload_success_timestamp_seconds"); got != loaded1 {
+		t.Errorf("success timestamp moved to %v by a failed reload (was %v)", got, loaded1)
+	}
+
+	// 4a. A reload that changes a restart-only key: the rest applies, the
+	// key keeps its running value, the gauge says so and every reload
+	// names the key again until a restart (or the file changes it back).
+	const restartWarn = "take effect only at the next restart"
+	restartOnly := e2eConfig("exact", "max_queue_len = 4096")
+	for i := 1; i <= 2; i++ {
+		l.writeConfig(restartOnly)
+		l.signal(syscall.SIGHUP)
+		l.waitMetric(ctx, float64(1+i), "rstguard_config_reloads_total")
+		if got := l.metric("rstguard_config_restart_required"); got != 1 {
+			t.Errorf("reload %d with max_queue_len changed: rstguard_config_restart_required = %v, want 1", i, got)
+		}
+		if got := l.metric("rstguard_config_last_reload_successful"); got != 1 {
+			t.Errorf("reload %d: rstguard_config_last_reload_successful = %v, want 1", i, got)
+		}
+		logs := l.stderr.String()
+		if n := strings.Count(logs, restartWarn); n != i {
+			t.Errorf("reload %d: %d restart warnings in the log, want %d", i, n, i)
+		}
+		if !strings.Contains(logs, `keys="[queue] max_queue_len" changes="[queue] max_queue_len 8192 -> 4096"`) {
+			t.Errorf("reload %d: the restart warning does not name [queue] max_queue_len", i)
+		}
+	}
+	forgeRST(t, l.fwd, c1, nxt()+100) // the policy part of the file applied
+	l.waitMetric(ctx, 3, "rstguard_packets_total", `reason="rst_not_exact"`)
+	if err := transfer(c1, 1<<20, 9, 0, nil); err != nil {
+		t.Fatalf("connection broken after a restart-only reload: %v", err)
+	}
+	sent += 1 << 20
+	reloads, notExact := 3.0, 3.0
 
 	// 4b. mark_drop (staged rollout), set by a reload: the inexact reset
 	// is counted as a drop but accepted with the mark, which the kernel
@@ -716,11 +770,16 @@ func TestDaemonE2E(t *testing.T) {
 			"-m", "mark", "--mark", "0x40000066", "-j", "ACCEPT")
 		l.writeConfig(e2eConfig("exact", "mark_drop = 0x66"))
 		l.signal(syscall.SIGHUP)
-		l.waitMetric(ctx, 2, "rstguard_config_reloads_total")
+		reloads++
+		l.waitMetric(ctx, reloads, "rstguard_config_reloads_total")
+		// max_queue_len is back to the running value: nothing pending.
+		if got := l.metric("rstguard_config_restart_required"); got != 0 {
+			t.Errorf("rstguard_config_restart_required = %v with the file back at the running max_queue_len, want 0", got)
+		}
 		forgeRST(t, l.fwd, c1, nxt()+100)
 		l.waitMetric(ctx, 1, "rstguard_drops_marked_total")
-		if got := l.metric("rstguard_packets_total", `reason="rst_not_exact"`); got != 3 {
-			t.Errorf("a marked drop must count as a drop: rst_not_exact = %v, want 3", got)
+		if got := l.metric("rstguard_packets_total", `reason="rst_not_exact"`); got != notExact+1 {
+			t.Errorf("a marked drop must count as a drop: rst_not_exact = %v, want %v", got, notExact+1)
 		}
 		out := run(ctx, t, "ip", "netns", "exec", l.gw, "iptables", "-t", "mangle", "-L", "POSTROUTING", "-v", "-x", "-n")
 		if !regexp.MustCompile(`(?m)^\s*1\s+\d+\s+ACCEPT.*mark match 0x40000066`).MatchString(out) {
