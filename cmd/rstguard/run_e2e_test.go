@@ -36,6 +36,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -246,13 +247,17 @@ func (l *e2eLab) writeConfig(body string) {
 	}
 }
 
-// e2eEvents, when set, is the [events] path of every e2eConfig.
-var e2eEvents string
+// e2eEvents and e2eControl, when set, are the [events] path and the
+// [control] socket of every e2eConfig.
+var e2eEvents, e2eControl string
 
 func e2eConfig(rstMode string, extraQueue ...string) string {
 	ev := ""
 	if e2eEvents != "" {
 		ev = fmt.Sprintf("\n[events]\npath = %q\n", e2eEvents)
+	}
+	if e2eControl != "" {
+		ev += fmt.Sprintf("\n[control]\nsocket = %q\n", e2eControl)
 	}
 	return ev + fmt.Sprintf(`[queue]
 numbers = [%d]
@@ -588,7 +593,8 @@ func TestDaemonE2E(t *testing.T) {
 	}
 	l.cfgPath = filepath.Join(dir, "config.toml")
 	e2eEvents = filepath.Join(dir, "events.jsonl")
-	defer func() { e2eEvents = "" }()
+	e2eControl = filepath.Join(dir, "control.sock")
+	defer func() { e2eEvents, e2eControl = "", "" }()
 	l.writeConfig(e2eConfig("window"))
 
 	l.serveTCP4()
@@ -828,6 +834,76 @@ func TestDaemonE2E(t *testing.T) {
 		t.Errorf("rstguard_events_lost_total = %v", lost)
 	}
 	t.Logf("event log: reset decisions by reason %v", resetReasons)
+
+	// 5c. The control socket. flows lists a live connection with both
+	// directions' windows, which move as data flows; flush removes it and
+	// the next packet picks it up again; status shows a queue the rules
+	// send to that no worker binds.
+	c3 := dial()
+	p3 := strconv.Itoa(c3.LocalAddr().(*net.TCPAddr).Port)
+	if err := transfer(c3, 1<<20, 9, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	flows := func() []ctlFlow {
+		t.Helper()
+		out := run(ctx, t, l.bin, "flows", "--json", "--socket", e2eControl, "port", p3)
+		var fs []ctlFlow
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var f ctlFlow
+			if line != "" && json.Unmarshal([]byte(line), &f) == nil && f.Src != "" {
+				fs = append(fs, f)
+			}
+		}
+		return fs
+	}
+	fs := flows()
+	if len(fs) != 1 || fs[0].State != "established" || !strings.HasSuffix(fs[0].Src, ":"+p3) || fs[0].Queue != e2eQueue ||
+		fs[0].PickedUp || !fs[0].Reply.Seen || fs[0].Reply.Window.Hi == fs[0].Reply.Window.Lo {
+		t.Fatalf("rstguard flows port %s: %+v", p3, fs)
+	}
+	end0 := fs[0].Reply.End
+	if err := transfer(c3, 1<<20, 10, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	fs = flows()
+	if len(fs) != 1 || fs[0].Reply.End-end0 < 1<<20 {
+		t.Fatalf("after 1 MiB more from the server, its end moved from %d to %+v", end0, fs)
+	}
+	t.Logf("rstguard flows: %s -> %s %s, server end %d -> %d, client must hit [%d,%d)", fs[0].Src, fs[0].Dst, fs[0].State,
+		end0, fs[0].Reply.End, fs[0].Original.Window.Lo, fs[0].Original.Window.Hi)
+	if out := run(ctx, t, l.bin, "flows", "flush", "--socket", e2eControl, "port", p3); !strings.Contains(out, "1 flows flushed") {
+		t.Fatalf("flush: %q", out)
+	}
+	if fs := flows(); len(fs) != 0 {
+		t.Fatalf("after the flush: %+v", fs)
+	}
+	pickup0 := l.metric("rstguard_packets_total", `reason="pickup"`)
+	if err := transfer(c3, 1<<20, 11, 0, nil); err != nil {
+		t.Fatalf("transfer after a flush: %v", err)
+	}
+	if fs := flows(); len(fs) != 1 || !fs[0].PickedUp || l.metric("rstguard_packets_total", `reason="pickup"`) <= pickup0 {
+		t.Fatalf("after a flush the next packet must pick the flow up: %+v", fs)
+	}
+	c3.Close()
+	if !l.nft {
+		// A rule of ours sending to queue 9, which no worker binds.
+		run(ctx, t, "ip", "netns", "exec", l.gw, "iptables", "-t", "mangle", "-A", "FORWARD", "-p", "udp",
+			"-m", "comment", "--comment", "rstguard: queue", "-j", "NFQUEUE", "--queue-num", "9", "--queue-bypass")
+		var st ctlStatus
+		l.waitFor(ctx, "status to show queue 9 unbound", 3*rulesInterval, func() bool {
+			out := run(ctx, t, l.bin, "status", "--json", "--socket", e2eControl)
+			return json.Unmarshal([]byte(out), &st) == nil && slices.Contains(st.Unbound, 9)
+		})
+		if len(st.Queues) != 1 || st.Queues[0].Queue != e2eQueue || !st.Queues[0].Bound || st.Queues[0].Limit == 0 ||
+			!slices.Contains(st.RulesetQueues, 9) || !strings.Contains(st.ConfigFile, "config.toml") || len(st.ConfigSHA256) != 64 ||
+			st.Drops["rst_out_of_window"] < 1 || !slices.Contains(st.Problems, "queue_not_bound") {
+			t.Errorf("status: %+v", st)
+		}
+		human := run(ctx, t, l.bin, "status", "--socket", e2eControl)
+		if !strings.Contains(human, "NOT BOUND by any worker: [9]") {
+			t.Errorf("status does not say queue 9 is unbound:\n%s", human)
+		}
+	}
 
 	// 6. SIGTERM mid-transfer: the transfer completes (verdicts for
 	// everything queued, then bypass), and the daemon exits 0 unbound.
