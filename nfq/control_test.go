@@ -104,3 +104,50 @@ func TestControlNotRunning(t *testing.T) {
 		t.Fatal("a request to a worker that is not running must fail, not hang")
 	}
 }
+
+// BenchmarkControlStep: one step of a dump (ctlStep slots) of a table of
+// 1,000,000 flows, the work a request puts between two bursts; and the
+// whole dump. ns/step bounds the stall a dump adds to a burst's latency.
+func BenchmarkControlStep(b *testing.B) {
+	pc := policy.DefaultConfig()
+	tc := conntrack.DefaultConfig()
+	tc.MaxFlows = 1 << 21
+	e := policy.NewEngine(pc, tc)
+	w := New(Config{Queue: 3}, e, Options{ProcPath: "testdata/none"})
+	for i := range 1_000_000 {
+		p := tcp4(b, seg{seq: uint32(i), syn: true})
+		p[12], p[13], p[14], p[15] = 192, 0, byte(2+i>>24), byte(i>>16) // source address
+		p[20], p[21] = byte(i>>8), byte(i)                              // source port
+		w.handle(p, 0, 0, w.now())
+	}
+	if n := e.Table().Len(); n < 999_000 {
+		b.Fatalf("table holds %d flows", n)
+	}
+	var all flowfilter.Filter
+	b.Run("step", func(b *testing.B) {
+		req := &ctlReq{op: ctlDump, filter: &all, snaps: make([]conntrack.Flow, 0, ctlStep)}
+		b.ReportAllocs()
+		for b.Loop() {
+			req.snaps = req.snaps[:0]
+			w.step(req)
+			if req.done {
+				req.from = 0
+			} else {
+				req.from = req.next
+			}
+		}
+	})
+	b.Run("dump", func(b *testing.B) {
+		stop := fakeLoop(w)
+		defer stop()
+		for b.Loop() {
+			n := 0
+			if err := w.Flows(context.Background(), &all, func(fs []FlowInfo) error { n += len(fs); return nil }); err != nil {
+				b.Fatal(err)
+			}
+			if n < 999_000 {
+				b.Fatalf("dumped %d", n)
+			}
+		}
+	})
+}
