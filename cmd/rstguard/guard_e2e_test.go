@@ -58,17 +58,7 @@ func TestShippedRulesE2E(t *testing.T) {
 		t.Fatalf("rstguard-rules.sh install: %v\n%s", err, out)
 	}
 	// Count the forged resets the client receives.
-	run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-A", "INPUT", "-p", "tcp", "--tcp-flags", "RST", "RST",
-		"-m", "ttl", "--ttl-eq", strconv.Itoa(forgedTTL-1), "-j", "ACCEPT")
-	delivered := func() int {
-		out := run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-nvxL", "INPUT")
-		m := regexp.MustCompile(`(?m)^\s*(\d+)\s+\d+\s+ACCEPT`).FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no counting rule in the client's INPUT:\n%s", out)
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
+	delivered := l.countForgedDelivered(ctx)
 
 	l.bin = filepath.Join(dir, "rstguard")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", l.bin, ".").CombinedOutput(); err != nil {
@@ -250,20 +240,50 @@ func guardCounters(ctx context.Context, t *testing.T, ns string) guardCount {
 	return g
 }
 
+// countForgedDelivered adds a counting rule to the client's INPUT chain for
+// resets with the TTL forgedTTL-1 (the forged resets that were delivered)
+// and returns a function that reads it.
+func (l *e2eLab) countForgedDelivered(ctx context.Context) func() int {
+	t := l.t
+	t.Helper()
+	run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-A", "INPUT", "-p", "tcp", "--tcp-flags", "RST", "RST",
+		"-m", "ttl", "--ttl-eq", strconv.Itoa(forgedTTL-1), "-j", "ACCEPT")
+	return func() int {
+		t.Helper()
+		out := run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-nvxL", "INPUT")
+		m := regexp.MustCompile(`(?m)^\s*(\d+)\s+\d+\s+ACCEPT`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no counting rule in the client's INPUT:\n%s", out)
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+}
+
 // forgeRSTTTL is forgeRST with a chosen TTL.
 func forgeRSTTTL(t *testing.T, ns string, c net.Conn, seq uint32, ttl uint8) {
 	t.Helper()
+	if err := sendForgedRST(ns, c, seq, ttl); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendForgedRST sends, from ns, a reset claiming to come from the server's
+// side of c, with sequence number seq and the given TTL. It returns errors
+// instead of failing the test, for use from goroutines.
+func sendForgedRST(ns string, c net.Conn, seq uint32, ttl uint8) error {
 	la := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	b, err := craft.TCP{
 		Src: netip.AddrPortFrom(netip.MustParseAddr(e2eServerIP), e2eSrvPort), Dst: la,
 		Seq: seq, Flags: packet.RST, TTL: ttl,
 	}.Build()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := rawSend(ns, [][]byte{b}, la.Addr().Unmap().As4(), 0); err != nil {
-		t.Fatalf("forging a reset: %v", err)
+		return fmt.Errorf("forging a reset: %w", err)
 	}
+	return nil
 }
 
 // synFlood sends up to count SYNs from the forger (its own address,
@@ -271,21 +291,64 @@ func forgeRSTTTL(t *testing.T, ns string, c net.Conn, seq uint32, ttl uint8) {
 // at most d.
 func synFlood(t *testing.T, ns string, count int, d time.Duration) {
 	t.Helper()
-	pkts := make([][]byte, 0, 1024)
-	for i := range 1024 {
-		b, err := craft.TCP{
-			Src: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.2"), uint16(20000+i)),
-			Dst: netip.AddrPortFrom(netip.MustParseAddr(e2eServerIP), 9),
-			Seq: uint32(i) * 7919, Flags: packet.SYN, Window: 64240,
-		}.Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pkts = append(pkts, b)
-	}
-	if err := rawSend(ns, pkts, netip.MustParseAddr(e2eServerIP).As4(), count, d); err != nil {
+	if err := synFloodFrom(ns, []netip.Addr{netip.MustParseAddr("203.0.113.2")}, 1024, count, 0, d); err != nil {
 		t.Fatalf("SYN flood: %v", err)
 	}
+}
+
+// synFloodFrom sends up to count SYNs from ns to a closed port of the
+// server, cycling through ports source ports (from 20000) of each source
+// address in srcs (documentation addresses only; never random sources),
+// at most rate packets per second (0: as fast as possible), for at most d.
+func synFloodFrom(ns string, srcs []netip.Addr, ports, count, rate int, d time.Duration) error {
+	pkts := make([][]byte, 0, len(srcs)*ports)
+	for i := range ports {
+		for _, src := range srcs {
+			b, err := craft.TCP{
+				Src: netip.AddrPortFrom(src, uint16(20000+i)),
+				Dst: netip.AddrPortFrom(netip.MustParseAddr(e2eServerIP), 9),
+				Seq: uint32(len(pkts)) * 7919, Flags: packet.SYN, Window: 64240,
+			}.Build()
+			if err != nil {
+				return err
+			}
+			pkts = append(pkts, b)
+		}
+	}
+	dst := netip.MustParseAddr(e2eServerIP).As4()
+	if rate <= 0 {
+		return rawSend(ns, pkts, dst, count, d)
+	}
+	// Paced: batches of at most 100 packets, each on its schedule.
+	fd, err := rawSocket(ns)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	sa := &unix.SockaddrInet4{Addr: dst}
+	start, deadline := time.Now(), time.Now().Add(d)
+	for sent := 0; sent < count && time.Now().Before(deadline); sent++ {
+		if err := unix.Sendto(fd, pkts[sent%len(pkts)], 0, sa); err != nil && err != unix.ENOBUFS {
+			return err
+		}
+		if sent%100 == 99 {
+			if ahead := time.Duration(sent+1)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+	}
+	return nil
+}
+
+// rawSocket opens an IPv4 raw socket (IP_HDRINCL) inside ns; it stays
+// there after the call.
+func rawSocket(ns string) (int, error) {
+	fd := -1
+	err := inNS(ns, func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		return err
+	})
+	return fd, err
 }
 
 // rawSend sends pkts (cycling, count in all, 0: each once) from ns through
