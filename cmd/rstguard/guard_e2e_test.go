@@ -168,12 +168,26 @@ func TestShippedRulesE2E(t *testing.T) {
 	}
 	t.Logf("after the stall: rule hits %d, judged %v, unjudged %d (resets among them dropped: %d)", k1.hits, judged, k1.unjudged, k1.resets)
 
-	// 3. Killed and not yet restarted: the queues are gone, the rules'
-	// --queue-bypass forwards unjudged; the guard drops the resets.
-	startTransfers(20)
+	// 3. Killed (kill -9) in the middle of two transfers, restarted 1 s
+	// later while they still run: meanwhile the queues are gone, the
+	// rules' --queue-bypass forwards unjudged and the guard drops the
+	// forged resets; after the restart the new daemon picks the flows up
+	// and drops forged resets itself. The transfers are read at 12 MiB/s
+	// each (about 5 s), so that the kill and the restart both land in
+	// their middle; the longest stall of each is measured (and printed:
+	// performance is not asserted here).
+	const paced = 64 << 20
+	watches := []*xferWatch{{}, {}}
+	conns = []net.Conn{dial(), dial()}
+	errc = make(chan error, len(conns))
+	for i, c := range conns {
+		go func() { errc <- transferWatched(c, paced, 20+uint64(i), 12<<20, watches[i]) }()
+	}
 	time.Sleep(300 * time.Millisecond)
 	l.signal(syscall.SIGKILL)
+	killed := time.Now()
 	<-l.waitc
+	atKill := []int64{watches[0].received.Load(), watches[1].received.Load()}
 	saved, err := os.ReadFile(GuardStatePath)
 	if err != nil {
 		t.Fatalf("the killed daemon left no guard state: %v", err)
@@ -187,13 +201,27 @@ func TestShippedRulesE2E(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	forgeAll(4)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(800 * time.Millisecond)
 	// A new directory for the new daemon's notify socket.
 	l.cfgPath = filepath.Join(dir, "restart", "config.toml")
 	os.MkdirAll(filepath.Dir(l.cfgPath), 0o755)
 	l.writeConfig(string(example))
 	l.startDaemon(ctx)
+	ready := time.Since(killed)
+	atReady := []int64{watches[0].received.Load(), watches[1].received.Load()}
+	forgeAll(4)
+	l.waitFor(ctx, "the restarted daemon to drop 8 forged resets", 5*time.Second, func() bool {
+		return l.metric("rstguard_packets_total", `reason="rst_out_of_window"`) >= 8
+	})
 	waitTransfers("by a kill and restart")
+	for i := range watches {
+		if atKill[i] == 0 || atReady[i] >= paced {
+			t.Errorf("transfer %d had %d of %d bytes at the kill and %d when the new daemon was ready: not a kill and restart mid-transfer",
+				i, atKill[i], paced, atReady[i])
+		}
+	}
+	t.Logf("kill -9 mid-transfer, new daemon ready %v later: transfers intact (SHA-256), longest stalls %v and %v",
+		ready.Round(time.Millisecond), watches[0].MaxGap().Round(time.Millisecond), watches[1].MaxGap().Round(time.Millisecond))
 	if n := delivered(); n != 0 {
 		t.Errorf("%d forged resets were delivered, want 0", n)
 	}
