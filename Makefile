@@ -95,7 +95,7 @@ test: deps fmt-check vet build
 # random times; it prints the daemon's first and last heap and RSS.
 SOAK      ?= 5m
 soak: deps
-	RSTGUARD_E2E=1 RSTGUARD_SOAK=$(SOAK) $(GO) test -count=1 -timeout 30m -run '^TestSoakE2E$$' -v ./cmd/rstguard
+	RSTGUARD_E2E=1 RSTGUARD_SOAK=$(SOAK) $(GO) test -count=1 -timeout 90m -run '^TestSoakE2E$$' -v ./cmd/rstguard
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./packet ./conntrack ./policy
