@@ -2,7 +2,10 @@
 #
 #   make lab    build rstguard and run the lab (root): forged resets against
 #               real Linux TCP endpoints, without and with the guard
-#   make test   the whole test suite (root for the end-to-end part)
+#   make test   the whole test suite (root for the end-to-end part), with a
+#               60 s soak of the daemon (TestSoakE2E)
+#   make soak   the soak alone for SOAK (5 minutes): short and long
+#               connections, forged resets, memory sampled (root)
 #
 # Both install the Debian packages they need when a tool is missing.
 
@@ -18,7 +21,7 @@ DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
 HDRDEPS   := /usr/include/libnetfilter_queue/libnetfilter_queue.h:libnetfilter-queue-dev \
              /usr/include/libmnl/libmnl.h:libmnl-dev
 
-.PHONY: all build deps lab test unit fuzz fuzz-long vet fmt-check install bench bench-gateway bench-pps clean
+.PHONY: all build deps lab test soak unit fuzz fuzz-long vet fmt-check install bench bench-gateway bench-pps clean
 
 all: build
 
@@ -86,6 +89,13 @@ test: deps fmt-check vet build
 	./$(BIN) check-config config.example.toml
 	RSTGUARD_E2E=1 $(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+
+# The soak for SOAK (TestSoakE2E; `make test` runs it for 60 s): many short
+# connections and a few long ones through the daemon with forged resets at
+# random times; it prints the daemon's first and last heap and RSS.
+SOAK      ?= 5m
+soak: deps
+	RSTGUARD_E2E=1 RSTGUARD_SOAK=$(SOAK) $(GO) test -count=1 -timeout 90m -run '^TestSoakE2E$$' -v ./cmd/rstguard
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./packet ./conntrack ./policy

@@ -58,17 +58,7 @@ func TestShippedRulesE2E(t *testing.T) {
 		t.Fatalf("rstguard-rules.sh install: %v\n%s", err, out)
 	}
 	// Count the forged resets the client receives.
-	run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-A", "INPUT", "-p", "tcp", "--tcp-flags", "RST", "RST",
-		"-m", "ttl", "--ttl-eq", strconv.Itoa(forgedTTL-1), "-j", "ACCEPT")
-	delivered := func() int {
-		out := run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-nvxL", "INPUT")
-		m := regexp.MustCompile(`(?m)^\s*(\d+)\s+\d+\s+ACCEPT`).FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("no counting rule in the client's INPUT:\n%s", out)
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
+	delivered := l.countForgedDelivered(ctx)
 
 	l.bin = filepath.Join(dir, "rstguard")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", l.bin, ".").CombinedOutput(); err != nil {
@@ -178,12 +168,26 @@ func TestShippedRulesE2E(t *testing.T) {
 	}
 	t.Logf("after the stall: rule hits %d, judged %v, unjudged %d (resets among them dropped: %d)", k1.hits, judged, k1.unjudged, k1.resets)
 
-	// 3. Killed and not yet restarted: the queues are gone, the rules'
-	// --queue-bypass forwards unjudged; the guard drops the resets.
-	startTransfers(20)
+	// 3. Killed (kill -9) in the middle of two transfers, restarted 1 s
+	// later while they still run: meanwhile the queues are gone, the
+	// rules' --queue-bypass forwards unjudged and the guard drops the
+	// forged resets; after the restart the new daemon picks the flows up
+	// and drops forged resets itself. The transfers are read at 12 MiB/s
+	// each (about 5 s), so that the kill and the restart both land in
+	// their middle; the longest stall of each is measured (and printed:
+	// performance is not asserted here).
+	const paced = 64 << 20
+	watches := []*xferWatch{{}, {}}
+	conns = []net.Conn{dial(), dial()}
+	errc = make(chan error, len(conns))
+	for i, c := range conns {
+		go func() { errc <- transferWatched(c, paced, 20+uint64(i), 12<<20, watches[i]) }()
+	}
 	time.Sleep(300 * time.Millisecond)
 	l.signal(syscall.SIGKILL)
+	killed := time.Now()
 	<-l.waitc
+	atKill := []int64{watches[0].received.Load(), watches[1].received.Load()}
 	saved, err := os.ReadFile(GuardStatePath)
 	if err != nil {
 		t.Fatalf("the killed daemon left no guard state: %v", err)
@@ -197,13 +201,27 @@ func TestShippedRulesE2E(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	forgeAll(4)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(800 * time.Millisecond)
 	// A new directory for the new daemon's notify socket.
 	l.cfgPath = filepath.Join(dir, "restart", "config.toml")
 	os.MkdirAll(filepath.Dir(l.cfgPath), 0o755)
 	l.writeConfig(string(example))
 	l.startDaemon(ctx)
+	ready := time.Since(killed)
+	atReady := []int64{watches[0].received.Load(), watches[1].received.Load()}
+	forgeAll(4)
+	l.waitFor(ctx, "the restarted daemon to drop 8 forged resets", 5*time.Second, func() bool {
+		return l.metric("rstguard_packets_total", `reason="rst_out_of_window"`) >= 8
+	})
 	waitTransfers("by a kill and restart")
+	for i := range watches {
+		if atKill[i] == 0 || atReady[i] >= paced {
+			t.Errorf("transfer %d had %d of %d bytes at the kill and %d when the new daemon was ready: not a kill and restart mid-transfer",
+				i, atKill[i], paced, atReady[i])
+		}
+	}
+	t.Logf("kill -9 mid-transfer, new daemon ready %v later: transfers intact (SHA-256), longest stalls %v and %v",
+		ready.Round(time.Millisecond), watches[0].MaxGap().Round(time.Millisecond), watches[1].MaxGap().Round(time.Millisecond))
 	if n := delivered(); n != 0 {
 		t.Errorf("%d forged resets were delivered, want 0", n)
 	}
@@ -250,20 +268,50 @@ func guardCounters(ctx context.Context, t *testing.T, ns string) guardCount {
 	return g
 }
 
+// countForgedDelivered adds a counting rule to the client's INPUT chain for
+// resets with the TTL forgedTTL-1 (the forged resets that were delivered)
+// and returns a function that reads it.
+func (l *e2eLab) countForgedDelivered(ctx context.Context) func() int {
+	t := l.t
+	t.Helper()
+	run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-A", "INPUT", "-p", "tcp", "--tcp-flags", "RST", "RST",
+		"-m", "ttl", "--ttl-eq", strconv.Itoa(forgedTTL-1), "-j", "ACCEPT")
+	return func() int {
+		t.Helper()
+		out := run(ctx, t, "ip", "netns", "exec", l.cli, "iptables", "-nvxL", "INPUT")
+		m := regexp.MustCompile(`(?m)^\s*(\d+)\s+\d+\s+ACCEPT`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no counting rule in the client's INPUT:\n%s", out)
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+}
+
 // forgeRSTTTL is forgeRST with a chosen TTL.
 func forgeRSTTTL(t *testing.T, ns string, c net.Conn, seq uint32, ttl uint8) {
 	t.Helper()
+	if err := sendForgedRST(ns, c, seq, ttl); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sendForgedRST sends, from ns, a reset claiming to come from the server's
+// side of c, with sequence number seq and the given TTL. It returns errors
+// instead of failing the test, for use from goroutines.
+func sendForgedRST(ns string, c net.Conn, seq uint32, ttl uint8) error {
 	la := c.LocalAddr().(*net.TCPAddr).AddrPort()
 	b, err := craft.TCP{
 		Src: netip.AddrPortFrom(netip.MustParseAddr(e2eServerIP), e2eSrvPort), Dst: la,
 		Seq: seq, Flags: packet.RST, TTL: ttl,
 	}.Build()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := rawSend(ns, [][]byte{b}, la.Addr().Unmap().As4(), 0); err != nil {
-		t.Fatalf("forging a reset: %v", err)
+		return fmt.Errorf("forging a reset: %w", err)
 	}
+	return nil
 }
 
 // synFlood sends up to count SYNs from the forger (its own address,
@@ -271,21 +319,64 @@ func forgeRSTTTL(t *testing.T, ns string, c net.Conn, seq uint32, ttl uint8) {
 // at most d.
 func synFlood(t *testing.T, ns string, count int, d time.Duration) {
 	t.Helper()
-	pkts := make([][]byte, 0, 1024)
-	for i := range 1024 {
-		b, err := craft.TCP{
-			Src: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.2"), uint16(20000+i)),
-			Dst: netip.AddrPortFrom(netip.MustParseAddr(e2eServerIP), 9),
-			Seq: uint32(i) * 7919, Flags: packet.SYN, Window: 64240,
-		}.Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		pkts = append(pkts, b)
-	}
-	if err := rawSend(ns, pkts, netip.MustParseAddr(e2eServerIP).As4(), count, d); err != nil {
+	if err := synFloodFrom(ns, []netip.Addr{netip.MustParseAddr("203.0.113.2")}, 1024, count, 0, d); err != nil {
 		t.Fatalf("SYN flood: %v", err)
 	}
+}
+
+// synFloodFrom sends up to count SYNs from ns to a closed port of the
+// server, cycling through ports source ports (from 20000) of each source
+// address in srcs (documentation addresses only; never random sources),
+// at most rate packets per second (0: as fast as possible), for at most d.
+func synFloodFrom(ns string, srcs []netip.Addr, ports, count, rate int, d time.Duration) error {
+	pkts := make([][]byte, 0, len(srcs)*ports)
+	for i := range ports {
+		for _, src := range srcs {
+			b, err := craft.TCP{
+				Src: netip.AddrPortFrom(src, uint16(20000+i)),
+				Dst: netip.AddrPortFrom(netip.MustParseAddr(e2eServerIP), 9),
+				Seq: uint32(len(pkts)) * 7919, Flags: packet.SYN, Window: 64240,
+			}.Build()
+			if err != nil {
+				return err
+			}
+			pkts = append(pkts, b)
+		}
+	}
+	dst := netip.MustParseAddr(e2eServerIP).As4()
+	if rate <= 0 {
+		return rawSend(ns, pkts, dst, count, d)
+	}
+	// Paced: batches of at most 100 packets, each on its schedule.
+	fd, err := rawSocket(ns)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	sa := &unix.SockaddrInet4{Addr: dst}
+	start, deadline := time.Now(), time.Now().Add(d)
+	for sent := 0; sent < count && time.Now().Before(deadline); sent++ {
+		if err := unix.Sendto(fd, pkts[sent%len(pkts)], 0, sa); err != nil && err != unix.ENOBUFS {
+			return err
+		}
+		if sent%100 == 99 {
+			if ahead := time.Duration(sent+1)*time.Second/time.Duration(rate) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+	}
+	return nil
+}
+
+// rawSocket opens an IPv4 raw socket (IP_HDRINCL) inside ns; it stays
+// there after the call.
+func rawSocket(ns string) (int, error) {
+	fd := -1
+	err := inNS(ns, func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW)
+		return err
+	})
+	return fd, err
 }
 
 // rawSend sends pkts (cycling, count in all, 0: each once) from ns through

@@ -474,12 +474,13 @@ func transfer(c net.Conn, n int64, seed uint64, after int64, progress func()) er
 type sniffer struct {
 	mu   sync.Mutex
 	nxt  map[uint16]uint32
-	base map[uint16]uint32 // the server's ISN+1, from its SYN-ACK
+	base map[uint16]uint32    // the server's ISN+1, from its SYN-ACK
+	at   map[uint16]time.Time // when that SYN-ACK was captured
 	fd   int
 }
 
 func newSniffer(t *testing.T, ns string) *sniffer {
-	s := &sniffer{nxt: map[uint16]uint32{}, base: map[uint16]uint32{}}
+	s := &sniffer{nxt: map[uint16]uint32{}, base: map[uint16]uint32{}, at: map[uint16]time.Time{}}
 	err := inNS(ns, func() error {
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
 		s.fd = fd
@@ -488,6 +489,8 @@ func newSniffer(t *testing.T, ns string) *sniffer {
 	if err != nil {
 		t.Fatalf("packet socket: %v", err)
 	}
+	// Room for bursts: a busy link must not crowd out the SYN-ACKs.
+	unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 	tv := unix.Timeval{Usec: 200000}
 	unix.SetsockoptTimeval(s.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	done := make(chan struct{})
@@ -520,6 +523,7 @@ func newSniffer(t *testing.T, ns string) *sniffer {
 			s.mu.Lock()
 			if tcp.SYN {
 				s.base[uint16(tcp.DstPort)] = end
+				s.at[uint16(tcp.DstPort)] = time.Now()
 			}
 			if old, ok := s.nxt[uint16(tcp.DstPort)]; !ok || int32(end-old) > 0 {
 				s.nxt[uint16(tcp.DstPort)] = end
@@ -536,10 +540,17 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // after its SYN-ACK: ISN+1+sent. Only the SYN-ACK must have been captured
 // (the capture may lose segments of a fast transfer, never needed here).
 func (s *sniffer) rcvNxt(port uint16, sent int64) (uint32, bool) {
+	return s.rcvNxtSince(port, sent, time.Time{})
+}
+
+// rcvNxtSince is rcvNxt for a connection made after since: a SYN-ACK to
+// the same port captured before since belongs to an earlier connection.
+func (s *sniffer) rcvNxtSince(port uint16, sent int64, since time.Time) (uint32, bool) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		s.mu.Lock()
 		base, ok := s.base[port]
+		ok = ok && !s.at[port].Before(since)
 		s.mu.Unlock()
 		if ok {
 			return base + uint32(sent), true
