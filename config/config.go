@@ -8,6 +8,8 @@
 // are reported at once (errors.Join), sorted by line. config.example.toml at
 // the repository root documents every key with its default; a test keeps it
 // equal to Default.
+//
+// It imports the engine packages (for their Config types) and BurntSushi/toml, never nfq, replay, metrics or cmd.
 package config
 
 import (

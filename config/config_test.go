@@ -505,3 +505,20 @@ listen = ""
 		t.Errorf("Summary() is more than one line: %q", s)
 	}
 }
+
+func TestFlatten(t *testing.T) {
+	a, b, c := errors.New("a"), &Error{File: "f", Line: 2, Key: "k", Msg: "m"}, errors.New("c")
+	got := Flatten(errors.Join(a, errors.Join(b, c)))
+	if len(got) != 3 || got[0] != a || got[1] != error(b) || got[2] != c {
+		t.Errorf("Flatten = %v, want [a b c]", got)
+	}
+	if got := Flatten(a); len(got) != 1 || got[0] != a {
+		t.Errorf("Flatten(single) = %v", got)
+	}
+	if Flatten(nil) != nil {
+		t.Error("Flatten(nil) != nil")
+	}
+	if es := Errors(errors.Join(a, b)); len(es) != 1 || es[0] != b {
+		t.Errorf("Errors = %v", es)
+	}
+}

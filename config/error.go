@@ -36,25 +36,31 @@ func (e *Error) Error() string {
 	return loc + ": " + e.Key + ": " + e.Msg
 }
 
-// Errors returns the *Error values inside err: err itself, or each of a
-// joined error. Errors of other types are left out.
+// Flatten returns the errors inside err, one per problem: err itself, or
+// each of a (nested) joined error, whatever their type.
+func Flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, Flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// Errors returns the *Error values inside err (Flatten); errors of other
+// types are left out.
 func Errors(err error) []*Error {
 	var out []*Error
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
+	for _, e := range Flatten(err) {
 		var ce *Error
-		if errors.As(err, &ce) {
+		if errors.As(e, &ce) {
 			out = append(out, ce)
 		}
-	}
-	if err != nil {
-		walk(err)
 	}
 	return out
 }

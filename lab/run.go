@@ -412,28 +412,11 @@ func (e *Env) StartDaemon(ctx context.Context, mode string) error {
 	if err := os.WriteFile(e.cfg, []byte(Config(mode, e.T.metricsAddr, filepath.Join(e.opts.Dir, "events.jsonl"))), 0o644); err != nil {
 		return err
 	}
-	d, err := e.T.StartDaemon(e.opts.Binary, e.cfg)
+	d, err := e.T.RunDaemon(ctx, e.opts.Binary, e.cfg, 10*time.Second)
 	if err != nil {
 		return err
 	}
 	e.daemon, e.Mode = d, mode
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- e.T.WaitReady(rctx) }()
-	select {
-	case err = <-errc:
-	case <-d.Done():
-		cancel()
-		<-errc
-		_, werr := d.Exited()
-		err = fmt.Errorf("rstguard run exited: %v", werr)
-	}
-	if err != nil {
-		d.Kill()
-		e.daemon = nil
-		return fmt.Errorf("start the guard (%s run --config %s) in %s: %w\ndaemon output:\n%s", e.opts.Binary, e.cfg, e.T.NS(Gateway), err, d.Log())
-	}
 	e.last = nil
 	return nil
 }

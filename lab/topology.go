@@ -48,8 +48,7 @@
 //	if err != nil { ... }
 //	defer t.Close()
 //	t.InstallQueueRule("0", true)            // mangle FORWARD -p tcp -> NFQUEUE 0, bypass (v4 and v6)
-//	d, err := t.StartDaemon(bin, cfgPath)    // rstguard run --config cfgPath in the gateway
-//	err = t.WaitReady(ctx)                   // /readyz on 127.0.0.1:9813 answers 200
+//	d, err := t.RunDaemon(ctx, bin, cfgPath, 10*time.Second) // rstguard run --config cfgPath in the gateway, until /readyz answers 200
 //	err = t.Do(lab.Client, func() error {    // Go code with the client's network stack
 //		c, err := net.Dial("tcp", "198.51.100.2:80") // the socket stays in the client ns
 //		...
@@ -60,6 +59,8 @@
 //
 // Sockets created inside Do keep their namespace after Do returns, so a
 // listener or connection can be created in Do and used from any goroutine.
+//
+// It imports packet/craft, ruleset, deploy (the shipped rules) and the standard library; never the daemon's packages nfq or metrics: it runs the real binary.
 package lab
 
 import (
@@ -517,6 +518,34 @@ func (t *Topology) get(ctx context.Context, addr, path string) (string, error) {
 		return string(body), fmt.Errorf("GET %s in %s: %s", path, t.NS(Gateway), resp.Status)
 	}
 	return string(body), nil
+}
+
+// RunDaemon is the lab's one daemon runner: it starts the guard
+// (StartDaemon) and waits up to timeout until its /readyz answers. If the
+// daemon exits or is not ready in time it is killed, and the error carries
+// its output.
+func (t *Topology) RunDaemon(ctx context.Context, binary, configPath string, timeout time.Duration) (*Daemon, error) {
+	d, err := t.StartDaemon(binary, configPath)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- t.WaitReady(rctx) }()
+	select {
+	case err = <-errc:
+	case <-d.Done():
+		cancel()
+		<-errc
+		_, werr := d.Exited()
+		err = fmt.Errorf("rstguard run exited: %v", werr)
+	}
+	if err != nil {
+		d.Kill()
+		return nil, fmt.Errorf("start the guard (%s run --config %s) in %s: %w\ndaemon output:\n%s", binary, configPath, t.NS(Gateway), err, d.Log())
+	}
+	return d, nil
 }
 
 // WaitReady polls /readyz at TopologyOptions.MetricsAddr inside the gateway

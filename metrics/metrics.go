@@ -1,6 +1,8 @@
 // Package metrics exports rstguard's counters to Prometheus. A Collector
 // reads the engines', tables' and workers' atomic counters at scrape time
 // (SPEC section 7); the packet path never touches client_golang.
+//
+// It imports the engine packages, nfq, events and ruleset for their counters, and client_golang; never cmd.
 package metrics
 
 import (

@@ -3,6 +3,8 @@
 //
 // Per-packet problems are never errors: Decode classifies every input into a
 // Kind, and the policy turns that into a verdict and a reason.
+//
+// It imports only seqnum and the standard library (no conntrack, no policy, nothing with I/O).
 package packet
 
 import (

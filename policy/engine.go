@@ -12,6 +12,8 @@
 // Files: engine.go (the Engine, Decide), rst.go (reset rules), syn.go (SYN
 // rules), segment.go (other segments: conntrack's results as reasons),
 // reason.go (verdicts and reasons), stats.go (counters), config.go.
+//
+// It imports only conntrack, packet and seqnum (the engine stays pure: no config, nfq, replay, metrics or I/O).
 package policy
 
 import (

@@ -3,8 +3,10 @@
 // clock, and renders the verdicts in the stable format of SPEC section 8.
 //
 // The daemon and replay are two thin drivers over one engine: both hand an
-// IP packet, its length on the wire and a time to policy.Engine.Process, so
+// IP packet, its length on the wire and a time to policy.Engine.Decide, so
 // identical configuration, packets and times give identical verdicts.
+//
+// It imports the engine packages, flowfilter and gopacket (for reading captures only, never on the daemon's path); never nfq, metrics or cmd.
 package replay
 
 import (

@@ -3,6 +3,8 @@
 //
 // Every comparison of sequence numbers in rstguard goes through this
 // package: no policy code compares raw uint32 values with <.
+//
+// It imports only the standard library; every other rstguard package may import it.
 package seqnum
 
 // Value is a TCP sequence or acknowledgement number.

@@ -337,24 +337,19 @@ func scrapeJudged(ctx context.Context, t *topology) (uint64, error) {
 	return sumCounter(body, "rstguard_packets_total")
 }
 
-// sumCounter sums every sample of one counter in Prometheus text format.
+// sumCounter sums every sample of one counter in Prometheus text format
+// (lab.ParseMetrics, the lab's parser).
 func sumCounter(body, name string) (uint64, error) {
-	var sum float64
-	found := false
-	for _, line := range strings.Split(body, "\n") {
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metrics: %q: %w", line, err)
-		}
-		sum += v
-		found = true
+	samples, err := lab.ParseMetrics(body, name)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
 	}
-	if !found {
+	if len(samples) == 0 {
 		return 0, fmt.Errorf("metrics: no %s samples", name)
+	}
+	var sum float64
+	for _, v := range samples {
+		sum += v
 	}
 	return uint64(sum), nil
 }

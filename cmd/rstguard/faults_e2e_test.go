@@ -467,12 +467,15 @@ func TestReloadConfigFaultsE2E(t *testing.T) {
 	l.signal(syscall.SIGHUP)
 	l.waitMetric(ctx, 1, "rstguard_config_reloads_total")
 	for _, want := range []string{
-		`msg="queue numbers changed; they take effect at the next restart, keeping the bound queues" running=[7] configured=[8]`,
-		`msg="metrics listen address changed; it takes effect at the next restart" running=127.0.0.1:9813 configured=127.0.0.1:9814`,
+		`msg="settings changed that take effect only at the next restart; the running values stay until then" keys="[queue] numbers, [metrics] listen"`,
+		`[queue] numbers 7 -> 8; [metrics] listen \"127.0.0.1:9813\" -> \"127.0.0.1:9814\"`,
 	} {
 		if !strings.Contains(l.stderr.String(), want) {
 			t.Errorf("the log lacks %s", want)
 		}
+	}
+	if r := l.metric("rstguard_config_restart_required"); r != 1 {
+		t.Errorf("rstguard_config_restart_required = %v after a reload that changed restart-only keys, want 1", r)
 	}
 	if b := l.metric("rstguard_queue_bound", `queue="7"`); b != 1 {
 		t.Errorf("queue 7 bound = %v after a reload that named queue 8, want 1", b)

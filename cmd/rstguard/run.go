@@ -91,29 +91,17 @@ func loadRunConfig(path string, explicit bool) (*config.Config, string, error) {
 	return cfg, path, nil
 }
 
-// configErrors flattens a (possibly joined) configuration error.
-func configErrors(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, configErrors(e)...)
-		}
-		return out
-	}
-	return []error{err}
-}
-
 // printConfigErrors writes every error on a line of its own, after prefix
 // (a journal priority, or "").
 func printConfigErrors(w io.Writer, prefix string, err error) {
-	for _, e := range configErrors(err) {
+	for _, e := range config.Flatten(err) {
 		fmt.Fprintf(w, "%srstguard run: %s\n", prefix, strings.ReplaceAll(e.Error(), "\n", "\n"+prefix))
 	}
 }
 
 // logConfigErrors logs every error with its file, line and key.
 func logConfigErrors(log *slog.Logger, msg string, err error) {
-	for _, e := range configErrors(err) {
+	for _, e := range config.Flatten(err) {
 		var ce *config.Error
 		if errors.As(e, &ce) {
 			log.Error(msg, "file", ce.File, "line", ce.Line, "key", ce.Key, "err", e)

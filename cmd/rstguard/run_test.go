@@ -43,17 +43,6 @@ func TestLogSwitch(t *testing.T) {
 	}
 }
 
-func TestConfigErrorsFlattened(t *testing.T) {
-	a, b, c := errors.New("a"), errors.New("b"), errors.New("c")
-	got := configErrors(errors.Join(a, errors.Join(b, c)))
-	if len(got) != 3 || got[0] != a || got[1] != b || got[2] != c {
-		t.Errorf("configErrors = %v, want [a b c]", got)
-	}
-	if got := configErrors(a); len(got) != 1 || got[0] != a {
-		t.Errorf("configErrors(single) = %v", got)
-	}
-}
-
 // TestRunArgs: usage errors and an explicitly named missing file fail
 // before anything is bound.
 func TestRunArgs(t *testing.T) {
