@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rstguard/rstguard/conntrack"
+	"github.com/rstguard/rstguard/events"
 	"github.com/rstguard/rstguard/packet"
 	"github.com/rstguard/rstguard/policy"
 )
@@ -138,13 +139,15 @@ func Decide(eng *policy.Engine, pk *Packet) Frame {
 	var p packet.Parsed
 	packet.Decode(pk.IP, pk.WireLen, &p)
 	d := eng.Decide(&p, now)
-	f.Verdict, f.Reason, f.State = d.Verdict, d.Reason, d.State
-	if p.Kind == packet.KindTCP {
-		f.IP, f.TCP = true, true
-		f.Src, f.Dst = p.SrcAddrPort(), p.DstAddrPort()
-		f.Flags = p.Flags
-		f.Seq, f.Ack = uint32(p.Seq), uint32(p.Ack)
-		f.Len = p.PayloadLen
+	// The record is built as the daemon's event log builds its lines
+	// (events.Record.Fill): one mapping from a packet and its decision.
+	var r events.Record
+	r.Fill(&p, &d, 0, now)
+	f.Verdict, f.Reason, f.State = r.Verdict, r.Reason, r.State
+	f.IP, f.TCP, f.Src, f.Dst, f.Flags = r.IP, r.TCP, r.Src, r.Dst, r.Flags
+	f.Seq, f.Ack, f.Len = r.Seq, r.Ack, r.Len
+	f.Window, f.WinLo, f.WinHi = r.Window, r.WinLo, r.WinHi
+	if f.TCP {
 		// The state the decision left. Looking the flow up at the
 		// packet's own time changes nothing: the engine's lookup at
 		// this time found it live, and an accepted packet has just
@@ -153,15 +156,6 @@ func Decide(eng *policy.Engine, pk *Packet) Frame {
 		if s, ok := eng.Table().Lookup(&k, now); ok {
 			f.After = eng.Table().Flow(s).State()
 		}
-	} else if p.HaveIP {
-		// Decode read the fixed IP header (ICMP, UDP, fragments,
-		// malformed TCP): the addresses, without ports.
-		f.IP = true
-		f.Src, f.Dst = netip.AddrPortFrom(p.SrcAddrPort().Addr(), 0), netip.AddrPortFrom(p.DstAddrPort().Addr(), 0)
-	}
-	if f.TCP && f.Verdict == policy.Drop && f.Flags&packet.RST != 0 && d.Checked {
-		f.Window = true
-		f.WinLo, f.WinHi = uint32(d.WinLo), uint32(d.WinHi)
 	}
 	return f
 }
