@@ -128,9 +128,14 @@ type Conntrack struct {
 
 // Policy is [policy]: how resets and other segments are judged.
 type Policy struct {
+	// Mode is "enforce" (verdicts as decided) or "monitor" (decide and
+	// count everything, accept every packet).
+	Mode            string `toml:"mode"`
 	RSTMode         string `toml:"rst_mode"`           // "window" or "exact"
 	UnknownFlowRST  string `toml:"unknown_flow_rst"`   // "accept" or "drop"
 	DropOutOfWindow bool   `toml:"drop_out_of_window"` // drop non-reset segments outside the window
+	// Overrides are the [[policy.override]] entries, in file order.
+	Overrides []policy.Override `toml:"override"`
 }
 
 // Metrics is [metrics].
@@ -217,6 +222,7 @@ func Default() *Config {
 			Timeouts: conntrack.DefaultTimeouts(),
 		},
 		Policy: Policy{
+			Mode:           "enforce",
 			RSTMode:        "window",
 			UnknownFlowRST: "accept",
 		},
@@ -243,6 +249,7 @@ func (c *Config) PolicyConfig() policy.Config {
 	}
 	pc.DropUnknownFlowRST = c.Policy.UnknownFlowRST == "drop"
 	pc.DropOutOfWindow = c.Policy.DropOutOfWindow
+	pc.Overrides = c.Policy.Overrides
 	return pc
 }
 
@@ -298,6 +305,12 @@ func (c *Config) Summary() string {
 	}
 	fmt.Fprintf(&b, "; log %s %s, %g lines/s burst %d", c.Log.Level, c.Log.Format, c.Log.RateLimit, c.Log.Burst)
 	fmt.Fprintf(&b, "; judged_mark %s", c.Guard.JudgedMark)
+	if c.Policy.Mode == "monitor" {
+		b.WriteString("; mode=monitor (nothing is dropped)")
+	}
+	if n := len(c.Policy.Overrides); n > 0 {
+		fmt.Fprintf(&b, "; %d [[policy.override]]", n)
+	}
 	return b.String()
 }
 

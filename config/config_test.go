@@ -194,12 +194,12 @@ func TestParseInvalid(t *testing.T) {
 		{"unknown top-level", "# c\n\nverbose = true", 3, "verbose", "unknown key; keys go in one of the sections [queue], [conntrack], [policy], [metrics], [log], [guard], [control] and [events]"},
 		{"key outside its section", "[log]\nlevel = \"info\"\n[queue]\nmax_flows = 5000", 4, "[queue] max_flows", "max_flows belongs in [conntrack]"},
 		{"top-level key of a section", "rst_mode = \"exact\"", 1, "rst_mode", "rst_mode belongs in [policy]"},
-		{"unknown in section", "[policy]\nrst_mode = \"exact\"\n\n  rst_mdoe = \"exact\"", 4, "[policy] rst_mdoe", `did you mean "rst_mode"? the keys of [policy] are rst_mode, unknown_flow_rst and drop_out_of_window`},
+		{"unknown in section", "[policy]\nrst_mode = \"exact\"\n\n  rst_mdoe = \"exact\"", 4, "[policy] rst_mdoe", `did you mean "rst_mode"? the keys of [policy] are mode, override, rst_mode, unknown_flow_rst and drop_out_of_window`},
 		{"unknown in subsection", "[conntrack.timeouts]\nsyn_sent = 5\nsynsent = 5", 3, "[conntrack.timeouts] synsent", `did you mean "syn_sent"?`},
 		{"unknown section", "[queue]\nnumbers = [0]\n[queues]\nx = 1", 3, "[queues]", "unknown section; the sections are [queue], [conntrack], [policy], [metrics], [log], [guard], [control] and [events]"},
 		{"unknown subsection", "[conntrack]\n[conntrack.timeout]\nsyn_sent = 1", 2, "[conntrack.timeout]", "unknown table"},
 		{"unknown in inline table", "[conntrack]\ntimeouts = { syn_sent = 5,\n  bogus = 1 }", 3, "[conntrack.timeouts] bogus", "the keys of [conntrack.timeouts] are syn_sent"},
-		{"unknown dotted", "policy.mode = \"exact\"", 1, "[policy] mode", "unknown key"},
+		{"unknown dotted", "policy.modes = \"exact\"", 1, "[policy] modes", "unknown key"},
 		{"unknown quoted", "[log]\n\"rate limit\" = 5", 2, "[log] rate limit", "unknown key"},
 		{"case matters", "[Queue]\nnumbers = [0]", 1, "[Queue]", "unknown section"},
 		{"section not a table", "log = \"debug\"", 1, "[log]", "must be a table, not the string \"debug\"; write it as a section header [log]"},
@@ -346,7 +346,7 @@ func TestDefault(t *testing.T) {
 	if c.Conntrack.Timeouts.Established != 5*24*time.Hour || c.Conntrack.Timeouts.Closed != 10*time.Second {
 		t.Errorf("timeouts: %+v", c.Conntrack.Timeouts)
 	}
-	if c.Policy != (Policy{RSTMode: "window", UnknownFlowRST: "accept"}) {
+	if !reflect.DeepEqual(c.Policy, Policy{Mode: "enforce", RSTMode: "window", UnknownFlowRST: "accept"}) {
 		t.Errorf("policy defaults: %+v", c.Policy)
 	}
 	if c.Metrics.Listen != "127.0.0.1:9813" {
@@ -405,12 +405,12 @@ func TestPolicyConfig(t *testing.T) {
 	for _, tt := range tests {
 		c := Default()
 		c.Policy = tt.pol
-		if got := c.PolicyConfig(); got != tt.want {
+		if got := c.PolicyConfig(); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("PolicyConfig(%+v) = %+v, want %+v", tt.pol, got, tt.want)
 		}
 	}
 	// The defaults agree with the engine's own.
-	if got := Default().PolicyConfig(); got != policy.DefaultConfig() {
+	if got := Default().PolicyConfig(); !reflect.DeepEqual(got, policy.DefaultConfig()) {
 		t.Errorf("Default().PolicyConfig() = %+v, want policy.DefaultConfig() %+v", got, policy.DefaultConfig())
 	}
 	// Through the file, too.

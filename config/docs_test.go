@@ -52,8 +52,8 @@ func configKeys(t *testing.T) (paths [][]string, optional map[string]bool) {
 				walk(f.Type, p)
 				continue
 			}
-			if f.Type.Kind() == reflect.Pointer {
-				optional[pathKey(p)] = true
+			if f.Type.Kind() == reflect.Pointer || f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+				optional[pathKey(p)] = true // no default: a commented sample in the example
 			}
 			paths = append(paths, p)
 		}
@@ -157,7 +157,7 @@ func TestEveryKeySetsItsField(t *testing.T) {
 		"queue.numbers": "[3]", "queue.fail_open": "false", "queue.gso": "false", "queue.max_queue_len": "10",
 		"queue.copy_range": "200", "queue.socket_receive_buffer": "100000", "queue.mark_accept": "5", "queue.mark_drop": "6",
 		"conntrack.max_flows": "5000", "conntrack.pickup": "false",
-		"policy.rst_mode": `"exact"`, "policy.unknown_flow_rst": `"drop"`, "policy.drop_out_of_window": "true",
+		"policy.mode": `"monitor"`, "policy.override": `[{ dst = ["198.51.100.0/24"], validate = false }]`, "policy.rst_mode": `"exact"`, "policy.unknown_flow_rst": `"drop"`, "policy.drop_out_of_window": "true",
 		"metrics.listen": `":1"`, "log.level": `"debug"`, "log.format": `"json"`, "log.rate_limit": "1.5", "log.burst": "2",
 		"guard.judged_mark": `"0x8/0x8"`,
 		"control.socket":    `"/tmp/c.sock"`, "events.path": `"/tmp/e.jsonl"`, "events.journal": "true", "events.ring_size": "2048",

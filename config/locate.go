@@ -19,15 +19,16 @@ type position struct{ line, col int }
 func pathKey(path []string) string { return strings.Join(path, "\x00") }
 
 type locator struct {
-	src  string
-	i    int
-	line int
-	col  int
-	pos  map[string]position
+	src    string
+	i      int
+	line   int
+	col    int
+	pos    map[string]position
+	arrays map[string]int // elements of each array of tables seen so far
 }
 
 func locate(src string) map[string]position {
-	l := &locator{src: src, line: 1, col: 1, pos: make(map[string]position)}
+	l := &locator{src: src, line: 1, col: 1, pos: make(map[string]position), arrays: map[string]int{}}
 	if strings.HasPrefix(src, "\ufeff") { // a byte order mark, which TOML allows
 		l.i = len("\ufeff")
 	}
@@ -119,6 +120,13 @@ func (l *locator) document() {
 				return
 			}
 			l.record(parts, 1, p)
+			if array {
+				// Each [[a.b]] is an element: a.b.#0, a.b.#1, ...
+				k := pathKey(parts)
+				parts = append(parts, "#"+strconv.Itoa(l.arrays[k]))
+				l.arrays[k]++
+				l.record(parts, len(parts), p)
+			}
 			table = parts
 			l.skipSpace()
 			l.advance(1) // ]

@@ -62,9 +62,11 @@ after = true
 		"conntrack.timeouts.syn_sent": {24, 1},
 		"conntrack.timeouts.syn recv": {25, 1},
 		"arr":                         {27, 3},
-		"arr.k":                       {28, 1},
-		"arr.k2":                      {30, 1},
-		"arr.after":                   {31, 1},
+		"arr.#0":                      {27, 3},
+		"arr.#0.k":                    {28, 1},
+		"arr.#1":                      {29, 3},
+		"arr.#1.k2":                   {30, 1},
+		"arr.#1.after":                {31, 1},
 	}
 	got := locate(src)
 	for k, w := range want {

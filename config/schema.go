@@ -101,6 +101,8 @@ func buildSchema() *node {
 			}},
 		}},
 		{name: "policy", children: []*node{
+			enumKey("mode", []string{"enforce", "monitor"}, func(c *Config) *string { return &c.Policy.Mode }),
+			{name: "override", decode: decodeOverrides},
 			enumKey("rst_mode", []string{"window", "exact"}, func(c *Config) *string { return &c.Policy.RSTMode }),
 			enumKey("unknown_flow_rst", []string{"accept", "drop"}, func(c *Config) *string { return &c.Policy.UnknownFlowRST }),
 			boolKey("drop_out_of_window", func(c *Config) *bool { return &c.Policy.DropOutOfWindow }),

@@ -45,6 +45,9 @@ type Process struct {
 	// Guard accounts the packets that reached the queue rule without
 	// being judged (nil: the rules are not read).
 	Guard *ruleset.Accountant
+	// OverrideNames are the names of the [[policy.override]] entries in
+	// force, by index (set at start and on reload).
+	OverrideNames atomic.Pointer[[]string]
 	// Events is the event log's writer (nil: no event log).
 	Events *events.Writer
 	// Problems of the live ruleset, by RulesetProblem.
@@ -175,6 +178,10 @@ var (
 		"Packets that reached the shipped queue rule (IPv4 and IPv6), from its counter.")
 	descRulesetProblem = desc("ruleset_problem",
 		"1 while the live firewall rules have the problem: queue_not_bound (a queue the rules use has no worker), guard_missing (no rule drops unjudged resets), unreadable.", "problem")
+	descMonitorPassed = desc("monitor_passed_total",
+		"Packets the policy dropped that [policy] mode = \"monitor\" accepted (they are counted as drops in rstguard_packets_total too).", "queue")
+	descOverridePackets = desc("policy_override_packets_total",
+		"Packets decided under a [[policy.override]] entry, by its name.", "override")
 	descEventsWritten = desc("events_written_total",
 		"Event log lines written ([events]: one per dropped packet and per reset decision).")
 	descEventsLost = desc("events_lost_total",
@@ -193,7 +200,7 @@ var allDescs = []*prometheus.Desc{
 	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
 	descReloads, descReloadsFailed, descLastReloadOK, descLastReloadTime, descRestartRequired,
 	descFlowsLimit, descUnvalidated, descUnvalidatedResets, descQueueRule,
-	descRulesetProblem, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
+	descRulesetProblem, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -306,6 +313,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descRebinds, s.Rebinds.Load(), ql)
 		counter(descPanics, s.Panics.Load(), ql)
 		counter(descUnjudged, s.Unjudged.Load(), ql)
+		counter(descMonitorPassed, s.MonitorPassed.Load(), ql)
 		counter(descTruncated, s.Truncated.Load(), ql)
 		counter(descBadMessages, s.BadMessages.Load(), ql)
 		counter(descGSO, s.GSOPackets.Load(), ql)
@@ -326,6 +334,18 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descReloads, c.proc.ReloadsOK.Load())
 	counter(descReloadsFailed, c.proc.ReloadsFailed.Load())
+	if names := c.proc.OverrideNames.Load(); names != nil {
+		for i, name := range *names {
+			if i >= policy.MaxOverrides {
+				break
+			}
+			var n uint64
+			for _, q := range c.queues {
+				n += q.Engine.Stats().Overrides[i].Load()
+			}
+			counter(descOverridePackets, n, name)
+		}
+	}
 	var evWritten, evLost, evErrors uint64
 	if ev := c.proc.Events; ev != nil {
 		evWritten, evLost, evErrors = ev.Written(), ev.Lost(), ev.Errors()

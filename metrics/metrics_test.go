@@ -81,6 +81,12 @@ func fixedCollector(t *testing.T) *Collector {
 		t.Fatal(err)
 	}
 	p.Problems[ProblemGuardMissing].Store(true)
+	names := []string{"lb-vip"}
+	p.OverrideNames.Store(&names)
+	for i, q := range qs {
+		q.Engine.Stats().Overrides[0].Add(uint64(10 * (i + 1)))
+		q.Stats.MonitorPassed.Add(uint64(i + 1))
+	}
 	c := NewCollector(qs, p, filepath.Join("testdata", "nfnetlink_queue"), "v1.2.3-test")
 	c.goVer = "go1.x" // keep the golden file independent of the toolchain
 	return c

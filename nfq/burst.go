@@ -175,7 +175,15 @@ func (w *Worker) handle(payload []byte, wireLen int, old uint32, now int64) (ver
 			w.events.Commit()
 		}
 	}
+	monitor := w.monitor.Load()
 	if d.Verdict == policy.Drop {
+		if monitor {
+			// [policy] mode = "monitor": decided and counted, passed,
+			// with the judged mark only.
+			w.stats.MonitorPassed.Add(1)
+			mark, hasMark = w.acceptMark(old, 0)
+			return nfAccept, mark, hasMark
+		}
 		if m := w.markDrop.Load(); m != 0 {
 			w.stats.MarkedDrops.Add(1)
 			mark, hasMark = w.acceptMark(old, m)
@@ -183,7 +191,11 @@ func (w *Worker) handle(payload []byte, wireLen int, old uint32, now int64) (ver
 		}
 		return nfDrop, 0, false
 	}
-	mark, hasMark = w.acceptMark(old, w.markAccept.Load())
+	set := w.markAccept.Load()
+	if monitor {
+		set = 0 // monitor mode sets no mark of the policy's
+	}
+	mark, hasMark = w.acceptMark(old, set)
 	return nfAccept, mark, hasMark
 }
 

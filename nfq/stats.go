@@ -41,6 +41,9 @@ type Stats struct {
 	// GSOPackets counts GSO super-packets queued unsegmented
 	// (NFQA_SKB_INFO NFQA_SKB_GSO).
 	GSOPackets atomic.Uint64
+	// MonitorPassed counts packets the policy dropped that monitor mode
+	// accepted (also counted as drops by the engine's reason counters).
+	MonitorPassed atomic.Uint64
 	// Flushed counts flows removed through the control socket.
 	Flushed atomic.Uint64
 	// Bound is true while the queue is bound to this worker's socket.

@@ -81,6 +81,7 @@ type Worker struct {
 	// marks: bit 32 set means "present", low 32 bits the mark.
 	markAccept, markDrop atomic.Uint64
 	judged               atomic.Uint64 // Mark.pack
+	monitor              atomic.Bool   // [policy] mode = "monitor"
 
 	// busySince is the monotonic ns at which the current packet's handling
 	// began, 0 while idle: a loop stuck in a packet is not alive.
@@ -187,6 +188,11 @@ func (w *Worker) SetMarks(accept, drop *uint32) {
 	w.markAccept.Store(packMark(accept))
 	w.markDrop.Store(packMark(drop))
 }
+
+// SetMonitor turns monitor mode on or off (safe from any goroutine): the
+// policy decides and counts as usual, and every packet is accepted with
+// the judged mark only.
+func (w *Worker) SetMonitor(on bool) { w.monitor.Store(on) }
 
 // SetJudged changes the judged mark (safe from any goroutine).
 func (w *Worker) SetJudged(m Mark) { w.judged.Store(m.pack()) }

@@ -346,3 +346,30 @@ func TestLogResetAnswersFlaggedSYN(t *testing.T) {
 		}
 	}
 }
+
+// TestMonitorMode: [policy] mode = "monitor" accepts what the policy drops,
+// counts it, keeps the judged mark and sets no mark_accept mark.
+func TestMonitorMode(t *testing.T) {
+	w := newTestWorker(t, policy.DefaultConfig(), nil)
+	establish(t, w)
+	w.SetJudged(Mark{0x40000000, 0x40000000})
+	ma := uint32(0x7)
+	w.SetMarks(&ma, nil)
+	w.SetMonitor(true)
+	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
+	v, m, has := w.handle(forged, 0, 0x20000000, w.now())
+	if v != nfqueue.NfAccept || !has || m != 0x60000000 || w.stats.MonitorPassed.Load() != 1 {
+		t.Errorf("monitor, forged reset: verdict %d mark %#x/%v passed %d", v, m, has, w.stats.MonitorPassed.Load())
+	}
+	if w.last.Verdict != policy.Drop || w.engine.Stats().Reasons[policy.ReasonRSTOutOfWindow].Load() != 1 {
+		t.Errorf("the decision must still be a counted drop: %+v", w.last)
+	}
+	v, m, has = w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, w.now())
+	if v != nfqueue.NfAccept || m != 0x40000000 {
+		t.Errorf("monitor, data: verdict %d mark %#x/%v: want the judged bit only, no mark_accept", v, m, has)
+	}
+	w.SetMonitor(false)
+	if v, _, _ := w.handle(forged, 0, 0, w.now()); v != nfqueue.NfDrop {
+		t.Errorf("enforce again: verdict %d", v)
+	}
+}

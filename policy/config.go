@@ -26,6 +26,9 @@ type Config struct {
 	DropUnknownFlowRST bool
 	// DropOutOfWindow drops non-reset segments outside the window.
 	DropOutOfWindow bool
+	// Overrides change these settings for the flows they match, the
+	// first match in order (at most MaxOverrides).
+	Overrides []Override
 }
 
 // DefaultConfig returns the defaults of SPEC section 6.

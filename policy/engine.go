@@ -28,6 +28,9 @@ import (
 // (Decide, Table); Stats and Reconfigure are safe from any goroutine.
 type Engine struct {
 	cfg     Config
+	baseSet settings           // cfg's own settings
+	ovr     []compiledOverride // cfg.Overrides, compiled
+	set     settings           // the settings of the decision being made
 	table   *conntrack.Table
 	pending atomic.Pointer[pendingConfig]
 	stats   Stats
@@ -71,7 +74,9 @@ const (
 
 // NewEngine returns an engine with an empty table.
 func NewEngine(pc Config, tc conntrack.Config) *Engine {
-	return &Engine{cfg: pc, table: conntrack.NewTable(tc)}
+	e := &Engine{table: conntrack.NewTable(tc)}
+	e.setConfig(pc)
+	return e
 }
 
 // Reconfigure hands the engine a new configuration. The owning goroutine
@@ -114,9 +119,13 @@ func (e *Engine) apply(pc *pendingConfig, now int64) {
 	if !e.pending.CompareAndSwap(pc, nil) {
 		return // a newer one arrived; take it on the next packet
 	}
-	e.cfg = pc.policy
+	e.setConfig(pc.policy)
 	e.table.Reconfigure(pc.table, now)
 	e.stats.Reconfigured.Add(1)
+}
+
+func (e *Engine) setConfig(pc Config) {
+	e.cfg, e.baseSet, e.ovr = pc, pc.base(), compile(&pc)
 }
 
 func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
@@ -140,6 +149,7 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	slot, ok := e.table.Lookup(&k, now)
 	if !ok {
 		e.detail.State = conntrack.StateNone
+		e.selectSettings(p, 0, false)
 		if p.Flags&packet.RST != 0 {
 			return e.unknownFlowRST()
 		}
@@ -150,9 +160,13 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	st := f.State()
 	e.detail.State = st
 	e.detail.Initiator = d == conntrack.Original
+	e.selectSettings(p, d, true)
 	if p.Flags&packet.RST != 0 {
 		// Judged against the flow as it is; an accepted reset closes it.
-		r := e.checkRST(f, d, p)
+		r := ReasonRSTNotValidated
+		if !e.set.noValidate {
+			r = e.checkRST(f, d, p)
+		}
 		if r.Verdict() == Accept {
 			e.stats.Resets[st][OutcomeAccepted].Add(1)
 			e.table.Reset(slot, p.Seq, now)

@@ -40,6 +40,7 @@ const (
 	ReasonSYNSynchronized                     // a SYN in a synchronized state (the endpoint answers with a challenge ACK)
 	ReasonGapResync                           // a segment ahead of the window after packets we did not see; the flow was resynchronised
 	ReasonRSTAnswersReservedSYN               // a valid reset answering a SYN that carried ECN or reserved bits (RFC 3360 violator upstream)
+	ReasonRSTNotValidated                     // a reset of a flow a [[policy.override]] with validate = false covers, accepted unchecked
 
 	// Dropping reasons.
 	ReasonRSTUnknownFlow   // a reset for a flow never seen, unknown_flow_rst = "drop"
@@ -67,6 +68,7 @@ var reasonNames = [NumReasons]string{
 	ReasonSYNSynchronized:       "syn_synchronized",
 	ReasonGapResync:             "gap_resync",
 	ReasonRSTAnswersReservedSYN: "rst_answers_reserved_syn",
+	ReasonRSTNotValidated:       "rst_not_validated",
 	ReasonRSTUnknownFlow:        "rst_unknown_flow",
 	ReasonRSTSynSentNoACK:       "rst_syn_sent_no_ack",
 	ReasonRSTSynSentBadACK:      "rst_syn_sent_bad_ack",

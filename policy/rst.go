@@ -11,7 +11,7 @@ import (
 // a reset, so passing it harms nothing; the operator may choose to drop it
 // (unknown_flow_rst = "drop").
 func (e *Engine) unknownFlowRST() Reason {
-	if e.cfg.DropUnknownFlowRST {
+	if e.set.dropUnknownRST {
 		e.stats.Resets[conntrack.StateNone][OutcomeDropped].Add(1)
 		return ReasonRSTUnknownFlow
 	}
@@ -113,7 +113,7 @@ func (e *Engine) checkRST(f *conntrack.Flow, d conntrack.Dir, p *packet.Parsed) 
 	if !w.Contains(p.Seq) && p.Seq != s.End() && !(s.Flags()&conntrack.PeerFIN != 0 && p.Seq == w.Lo-1) {
 		return ReasonRSTOutOfWindow
 	}
-	if e.cfg.RSTMode == RSTModeExact && !exactRST(s, r, p.Seq) {
+	if e.set.rstMode == RSTModeExact && !exactRST(s, r, p.Seq) {
 		return ReasonRSTNotExact
 	}
 	return ReasonRSTValid

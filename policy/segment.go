@@ -25,7 +25,7 @@ func (e *Engine) reason(r conntrack.Result) Reason {
 	case conntrack.ResultPickedUp:
 		return ReasonPickup
 	case conntrack.ResultOutOfWindow:
-		if e.cfg.DropOutOfWindow {
+		if e.set.dropOutOfWindow {
 			return ReasonOutOfWindow
 		}
 		return ReasonOutOfWindowPassed

@@ -17,6 +17,9 @@ type Stats struct {
 	FlaggedSYNs [NumSYNFlags]atomic.Uint64
 	// Reloads applied.
 	Reconfigured atomic.Uint64
+	// Overrides counts the packets each [[policy.override]] applied to,
+	// by its index in Config.Overrides.
+	Overrides [MaxOverrides]atomic.Uint64
 }
 
 // Outcome of a reset, for the resets-by-state counter.

@@ -51,7 +51,7 @@ func (e *Engine) handleSYN(f *conntrack.Flow, slot uint32, d conntrack.Dir, p *p
 	if res != conntrack.ResultSYNSynchronized {
 		return e.reason(res)
 	}
-	if e.cfg.RSTMode == RSTModeExact && f.RecvWindow(d^1).Contains(p.Seq) {
+	if e.set.rstMode == RSTModeExact && f.RecvWindow(d^1).Contains(p.Seq) {
 		return ReasonSYNInWindow
 	}
 	e.table.Keep(slot, now)

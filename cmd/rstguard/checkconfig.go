@@ -47,6 +47,9 @@ func checkConfigMain(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s: ok\n  %s\n", path, cfg.Summary())
+	for _, o := range config.OverrideOverlaps(cfg.Policy.Overrides) {
+		fmt.Fprintf(stdout, "  note: %s\n", o)
+	}
 	return 0
 }
 

@@ -132,6 +132,14 @@ type runDaemon struct {
 
 // setRunning records the configuration in force for status.
 func (d *runDaemon) setRunning(cfg *config.Config, file string, restartPending []string) {
+	names := make([]string, len(cfg.Policy.Overrides))
+	for i, o := range cfg.Policy.Overrides {
+		names[i] = o.Name
+	}
+	d.proc.OverrideNames.Store(&names)
+	for _, w := range d.workers {
+		w.SetMonitor(cfg.Policy.Mode == "monitor")
+	}
 	d.cfgNow.Store(&runningConfig{file: file, hash: fileHash(file), summary: cfg.Summary(), restart: restartPending,
 		flowLimit: cfg.TableConfig(len(cfg.Queue.Numbers)).MaxFlows})
 }

@@ -248,8 +248,8 @@ func (l *e2eLab) writeConfig(body string) {
 }
 
 // e2eEvents and e2eControl, when set, are the [events] path and the
-// [control] socket of every e2eConfig.
-var e2eEvents, e2eControl string
+// [control] socket of every e2eConfig; e2ePolicy is added to its [policy].
+var e2eEvents, e2eControl, e2ePolicy string
 
 func e2eConfig(rstMode string, extraQueue ...string) string {
 	ev := ""
@@ -265,6 +265,7 @@ numbers = [%d]
 
 [policy]
 rst_mode = %q
+`+e2ePolicy+`
 
 [metrics]
 listen = %q
@@ -915,6 +916,65 @@ func TestDaemonE2E(t *testing.T) {
 			t.Errorf("status does not say queue 9 is unbound:\n%s", human)
 		}
 	}
+
+	// 5d. Per-network policy and monitor mode, by reloads. An override
+	// with validate = false for another client subnet leaves this
+	// connection's resets validated; one for this client's subnet passes
+	// them unchecked (the Linux endpoint ignores an out-of-window reset
+	// itself, RFC 5961 3.2, so the connection lives on); monitor mode
+	// drops nothing and counts what it would have dropped.
+	c4 := dial()
+	if err := transfer(c4, 1<<20, 12, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	p4 := uint16(c4.LocalAddr().(*net.TCPAddr).Port)
+	far := func() uint32 {
+		v, ok := sniff.rcvNxt(p4, 1<<20)
+		if !ok {
+			t.Fatalf("the sniffer did not see the SYN-ACK to port %d", p4)
+		}
+		return v + 1<<30
+	}
+	reload := func(body string) {
+		t.Helper()
+		r0 := l.metric("rstguard_config_reloads_total")
+		l.writeConfig(body)
+		l.signal(syscall.SIGHUP)
+		l.waitMetric(ctx, r0+1, "rstguard_config_reloads_total")
+	}
+	override := func(src string) string {
+		return fmt.Sprintf("\n[[policy.override]]\nname = \"clients\"\nsrc = [%q]\nvalidate = false\n", src)
+	}
+	count := func(reason string) float64 { return l.metric("rstguard_packets_total", `reason="`+reason+`"`) }
+	oow0, nv0 := count("rst_out_of_window"), count("rst_not_validated")
+	reload(e2eConfig("window") + override("192.0.2.128/25")) // the client is 192.0.2.2
+	forgeRST(t, l.fwd, c4, far())
+	l.waitMetric(ctx, oow0+1, "rstguard_packets_total", `reason="rst_out_of_window"`)
+	if count("rst_not_validated") != nv0 {
+		t.Error("an override for another subnet changed this connection's policy")
+	}
+	reload(e2eConfig("window") + override("192.0.2.0/25"))
+	forgeRST(t, l.fwd, c4, far())
+	l.waitMetric(ctx, nv0+1, "rstguard_packets_total", `reason="rst_not_validated"`)
+	if n := l.metric("rstguard_policy_override_packets_total", `override="clients"`); n < 1 || count("rst_out_of_window") != oow0+1 {
+		t.Errorf("override packets %v, rst_out_of_window %v (want %v)", n, count("rst_out_of_window"), oow0+1)
+	}
+	if err := transfer(c4, 1<<20, 13, 0, nil); err != nil {
+		t.Fatalf("connection broken after an unvalidated out-of-window reset: %v", err)
+	}
+	e2ePolicy = `mode = "monitor"`
+	mp0 := l.metric("rstguard_monitor_passed_total")
+	reload(e2eConfig("window"))
+	forgeRST(t, l.fwd, c4, far())
+	l.waitMetric(ctx, oow0+2, "rstguard_packets_total", `reason="rst_out_of_window"`)
+	if got := l.metric("rstguard_monitor_passed_total") - mp0; got != 1 {
+		t.Errorf("monitor mode passed %v packets the policy dropped, want 1", got)
+	}
+	if err := transfer(c4, 1<<20, 14, 0, nil); err != nil {
+		t.Fatalf("connection broken in monitor mode: %v", err)
+	}
+	c4.Close()
+	e2ePolicy = ""
 
 	// 6. SIGTERM mid-transfer: the transfer completes (verdicts for
 	// everything queued, then bypass), and the daemon exits 0 unbound.
