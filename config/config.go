@@ -71,9 +71,14 @@ type Guard struct {
 // Value, the others are left as they are.
 type MaskedMark struct{ Value, Mask uint32 }
 
+// String is the mark as written in the file: "off" for no mask, the bare
+// value for a whole mark, else VALUE/MASK.
 func (m MaskedMark) String() string {
-	if m.Mask == 0 {
+	switch m.Mask {
+	case 0:
 		return "off"
+	case 0xffffffff:
+		return fmt.Sprintf("%#x", m.Value)
 	}
 	return fmt.Sprintf("%#x/%#x", m.Value, m.Mask)
 }
@@ -106,12 +111,12 @@ type Queue struct {
 	// SocketReceiveBuffer is the netlink socket's receive buffer in bytes.
 	SocketReceiveBuffer int `toml:"socket_receive_buffer"`
 	// MarkAccept, when set, is the packet mark set on accepted packets.
-	MarkAccept *uint32 `toml:"mark_accept"`
+	MarkAccept *MaskedMark `toml:"mark_accept"`
 	// MarkDrop, when set, switches to "mark instead of drop": packets the
 	// policy drops are accepted with this mark, for a firewall rule to log or
 	// drop (a staged rollout). A dropped packet cannot carry a mark anywhere,
 	// so this is the only useful meaning of a drop mark.
-	MarkDrop *uint32 `toml:"mark_drop"`
+	MarkDrop *MaskedMark `toml:"mark_drop"`
 }
 
 // Conntrack is [conntrack]: the flow table.
@@ -289,10 +294,10 @@ func (c *Config) Summary() string {
 	fmt.Fprintf(&b, " (fail_open=%t gso=%t max_queue_len=%d copy_range=%d socket_receive_buffer=%d",
 		c.Queue.FailOpen, c.Queue.GSO, c.Queue.MaxQueueLen, c.Queue.CopyRange, c.Queue.SocketReceiveBuffer)
 	if c.Queue.MarkAccept != nil {
-		fmt.Fprintf(&b, " mark_accept=%#x", *c.Queue.MarkAccept)
+		fmt.Fprintf(&b, " mark_accept=%s", c.Queue.MarkAccept)
 	}
 	if c.Queue.MarkDrop != nil {
-		fmt.Fprintf(&b, " mark_drop=%#x (drops are marked, not dropped)", *c.Queue.MarkDrop)
+		fmt.Fprintf(&b, " mark_drop=%s (drops are marked, not dropped)", c.Queue.MarkDrop)
 	}
 	b.WriteString(")")
 	fmt.Fprintf(&b, "; max_flows %d (%d per queue) pickup=%t; rst_mode=%s unknown_flow_rst=%s drop_out_of_window=%t",

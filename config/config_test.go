@@ -15,7 +15,7 @@ import (
 	"github.com/rstguard/rstguard/policy"
 )
 
-func u32(v uint32) *uint32 { return &v }
+func u32(v uint32) *MaskedMark { return &MaskedMark{Value: v, Mask: 0xffffffff} }
 
 // TestParseValid sets every key to values it accepts and checks that exactly
 // that field changed from Default.
@@ -46,6 +46,7 @@ func TestParseValid(t *testing.T) {
 		{"mark_accept zero", "[queue]\nmark_accept = 0", func(c *Config) { c.Queue.MarkAccept = u32(0) }},
 		{"mark_drop max", "[queue]\nmark_drop = 0xffffffff", func(c *Config) { c.Queue.MarkDrop = u32(0xffffffff) }},
 		{"both marks", "[queue]\nmark_accept = 1\nmark_drop = 2", func(c *Config) { c.Queue.MarkAccept, c.Queue.MarkDrop = u32(1), u32(2) }},
+		{"mark_accept value/mask", "[queue]\nmark_accept = \"0x10/0xf0\"", func(c *Config) { c.Queue.MarkAccept = &MaskedMark{0x10, 0xf0} }},
 		{"judged_mark bit", "[guard]\njudged_mark = \"0x100/0x100\"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{0x100, 0x100} }},
 		{"judged_mark field", "[guard]\njudged_mark = \" 0x20 / 0xf0 \"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{0x20, 0xf0} }},
 		{"judged_mark decimal", "[guard]\njudged_mark = \"4/4\"", func(c *Config) { c.Guard.JudgedMark = MaskedMark{4, 4} }},
@@ -144,7 +145,7 @@ func TestParseInvalid(t *testing.T) {
 		{"socket_receive_buffer string", "[queue]\nsocket_receive_buffer = \"4MiB\"", 2, "[queue] socket_receive_buffer", "must be an integer"},
 		{"mark_accept negative", "[queue]\nmark_accept = -1", 2, "[queue] mark_accept", "must be a packet mark"},
 		{"mark_accept big", "[queue]\nmark_accept = 0x100000000", 2, "[queue] mark_accept", "from 0 to 4294967295"},
-		{"mark_drop string", "[queue]\nmark_drop = \"0x2\"", 2, "[queue] mark_drop", "leave the key out for no mark"},
+		{"mark_drop string", "[queue]\nmark_drop = \"0x2\"", 2, "[queue] mark_drop", "write an integer (the whole mark) or"},
 		{"marks equal", "[queue]\nmark_accept = 7\nmark_drop = 7", 3, "[queue] mark_drop", "use two different marks"},
 		{"judged_mark integer", "[guard]\njudged_mark = 4", 2, "[guard] judged_mark", "must be a string"},
 		{"judged_mark no mask", "[guard]\njudged_mark = \"0x4\"", 2, "[guard] judged_mark", "is not a mark"},

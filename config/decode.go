@@ -4,6 +4,7 @@ package config
 // that tells the user how to write it.
 
 import (
+	"fmt"
 	"math"
 	"net"
 	"net/netip"
@@ -44,16 +45,41 @@ func intKey[T int | uint32](name string, lo, hi int64, what string, field func(*
 }
 
 // markKey decodes an optional 32-bit packet mark.
-func markKey(name string, field func(*Config) **uint32) *node {
+// markKey decodes an optional packet mark: an integer replaces the whole
+// mark (mask 0xffffffff), a "VALUE/MASK" string only the bits of MASK,
+// keeping the packet's other mark bits.
+func markKey(name string, field func(*Config) **MaskedMark) *node {
 	return &node{name: name, decode: func(d *decoder, path []string, v any, c *Config) {
-		n, ok := v.(int64)
-		if !ok || n < 0 || n > math.MaxUint32 {
-			d.errorf(path, "must be a packet mark, an integer from 0 to 4294967295 (0xffffffff), not %s; leave the key out for no mark", describe(v))
+		if s, ok := v.(string); ok {
+			m, err := parseMaskedMark(s)
+			if err != nil || m.Mask == 0 {
+				d.errorf(path, "%q is not a mark: write an integer (the whole mark) or \"VALUE/MASK\" such as \"0x10/0xf0\" (only MASK's bits are set, the packet's others kept)", s)
+				return
+			}
+			*field(c) = &m
 			return
 		}
-		m := uint32(n)
-		*field(c) = &m
+		n, ok := v.(int64)
+		if !ok || n < 0 || n > math.MaxUint32 {
+			d.errorf(path, "must be a packet mark, an integer from 0 to 4294967295 (0xffffffff) or a \"VALUE/MASK\" string, not %s; leave the key out for no mark", describe(v))
+			return
+		}
+		*field(c) = &MaskedMark{Value: uint32(n), Mask: 0xffffffff}
 	}}
+}
+
+// parseMaskedMark parses "VALUE/MASK" (numbers in Go syntax: 0x.., decimal).
+func parseMaskedMark(s string) (MaskedMark, error) {
+	vs, ms, found := strings.Cut(s, "/")
+	val, err1 := strconv.ParseUint(strings.TrimSpace(vs), 0, 32)
+	mask, err2 := strconv.ParseUint(strings.TrimSpace(ms), 0, 32)
+	switch {
+	case !found || err1 != nil || err2 != nil:
+		return MaskedMark{}, fmt.Errorf("%q is not VALUE/MASK", s)
+	case val&^mask != 0:
+		return MaskedMark{}, fmt.Errorf("%q sets bits outside its mask (%#x); the value must lie within the mask", s, val&^mask)
+	}
+	return MaskedMark{Value: uint32(val), Mask: uint32(mask)}, nil
 }
 
 // decodeMaskedMark decodes a "VALUE/MASK" mark such as "0x40000000/0x40000000"
@@ -69,18 +95,16 @@ func decodeMaskedMark(d *decoder, path []string, v any, c *Config) {
 		c.Guard.JudgedMark = MaskedMark{}
 		return
 	}
-	vs, ms, found := strings.Cut(s, "/")
-	val, err1 := strconv.ParseUint(strings.TrimSpace(vs), 0, 32)
-	mask, err2 := strconv.ParseUint(strings.TrimSpace(ms), 0, 32)
+	m, err := parseMaskedMark(s)
 	switch {
-	case !found || err1 != nil || err2 != nil:
+	case err != nil && strings.Contains(err.Error(), "outside its mask"):
+		d.errorf(path, "%v", err)
+	case err != nil:
 		d.errorf(path, "%q is not a mark; %s", s, how)
-	case val&^mask != 0:
-		d.errorf(path, "%q sets bits outside its mask (%#x); the value must lie within the mask", s, val&^mask)
-	case mask != 0 && val == 0:
+	case m.Mask != 0 && m.Value == 0:
 		d.errorf(path, "%q clears the bits it owns instead of setting them, so the shipped rules would see no packet as judged; give the value the mask's bits", s)
 	default:
-		c.Guard.JudgedMark = MaskedMark{Value: uint32(val), Mask: uint32(mask)}
+		c.Guard.JudgedMark = m
 	}
 }
 

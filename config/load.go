@@ -125,6 +125,6 @@ func (d *decoder) table(n *node, path []string, m map[string]any, c *Config) {
 func (d *decoder) crossChecks(c *Config) {
 	q := c.Queue
 	if q.MarkAccept != nil && q.MarkDrop != nil && *q.MarkAccept == *q.MarkDrop {
-		d.errorf([]string{"queue", "mark_drop"}, "equals mark_accept (%#x), so a firewall rule could not tell dropped packets from accepted ones; use two different marks", *q.MarkDrop)
+		d.errorf([]string{"queue", "mark_drop"}, "equals mark_accept (%s), so a firewall rule could not tell dropped packets from accepted ones; use two different marks", q.MarkDrop)
 	}
 }

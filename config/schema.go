@@ -82,8 +82,8 @@ func buildSchema() *node {
 				func(c *Config) *uint32 { return &c.Queue.CopyRange }),
 			intKey("socket_receive_buffer", MinSocketReceiveBuffer, MaxSocketReceiveBuffer, " (bytes; the default is 4194304, 4 MiB)",
 				func(c *Config) *int { return &c.Queue.SocketReceiveBuffer }),
-			markKey("mark_accept", func(c *Config) **uint32 { return &c.Queue.MarkAccept }),
-			markKey("mark_drop", func(c *Config) **uint32 { return &c.Queue.MarkDrop }),
+			markKey("mark_accept", func(c *Config) **MaskedMark { return &c.Queue.MarkAccept }),
+			markKey("mark_drop", func(c *Config) **MaskedMark { return &c.Queue.MarkDrop }),
 		}},
 		{name: "conntrack", children: []*node{
 			intKey("max_flows", MinMaxFlows, MaxMaxFlows, " (flows for the whole daemon, split between the queues)",

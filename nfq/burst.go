@@ -200,13 +200,13 @@ func (w *Worker) handle(payload []byte, wireLen int, old uint32, now int64) (ver
 }
 
 // acceptMark is the mark of an accepted packet whose mark was old: set (a
-// packed MarkAccept or MarkDrop, 0 if unset) replaces it whole, as those
-// options always did, then the judged mark's bits are applied. hasMark
-// false leaves the packet's mark as it is.
+// packed MarkAccept or MarkDrop, 0 if unset) replaces the bits of its mask
+// (all of them for a mark given as a plain integer), then the judged mark's
+// bits are applied. hasMark false leaves the packet's mark as it is.
 func (w *Worker) acceptMark(old uint32, set uint64) (mark uint32, hasMark bool) {
 	mark = old
 	if set != 0 {
-		mark, hasMark = uint32(set), true
+		mark, hasMark = unpackMark(set).Apply(old), true
 	}
 	if j := unpackMark(w.judged.Load()); j.Mask != 0 {
 		mark, hasMark = j.Apply(mark), true

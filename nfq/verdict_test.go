@@ -166,6 +166,10 @@ func TestAcceptMark(t *testing.T) {
 	if m, has := w.acceptMark(0x20000011, packMark(ptr(0))); !has || m != 0 {
 		t.Errorf("mark_accept 0 (set): %#x %v", m, has)
 	}
+	// VALUE/MASK keeps the packet's other bits.
+	if m, has := w.acceptMark(0x20000011, packMark(&Mark{Value: 0x500, Mask: 0xf00})); !has || m != 0x20000511 {
+		t.Errorf("mark_accept 0x500/0xf00: %#x %v", m, has)
+	}
 }
 
-func ptr(v uint32) *uint32 { return &v }
+func ptr(v uint32) *Mark { return &Mark{Value: v, Mask: 0xffffffff} }

@@ -41,7 +41,7 @@ type Config struct {
 	ReadBuffer int
 	// MarkAccept, if set, marks accepted packets. MarkDrop, if set, accepts
 	// the packets the policy drops, with that mark (staged rollout).
-	MarkAccept, MarkDrop *uint32
+	MarkAccept, MarkDrop *Mark
 	// Judged is written on every packet the worker accepts, the ones
 	// MarkDrop lets through included (GUARD-DESIGN.md): final mark =
 	// Judged.Apply(MarkAccept or MarkDrop if set, else the packet's own
@@ -177,14 +177,14 @@ func (w *Worker) Stats() *Stats { return &w.stats }
 // Reconfigure hands the engine a new configuration (applied before the next
 // packet, flows kept) and updates marks and the log limit. Safe from any
 // goroutine.
-func (w *Worker) Reconfigure(pc policy.Config, tc conntrack.Config, markAccept, markDrop *uint32, logRate float64, logBurst int) {
+func (w *Worker) Reconfigure(pc policy.Config, tc conntrack.Config, markAccept, markDrop *Mark, logRate float64, logBurst int) {
 	w.engine.Reconfigure(pc, tc)
 	w.SetMarks(markAccept, markDrop)
 	w.lim.set(logRate, logBurst)
 }
 
 // SetMarks changes the marks (safe from any goroutine).
-func (w *Worker) SetMarks(accept, drop *uint32) {
+func (w *Worker) SetMarks(accept, drop *Mark) {
 	w.markAccept.Store(packMark(accept))
 	w.markDrop.Store(packMark(drop))
 }
@@ -197,11 +197,13 @@ func (w *Worker) SetMonitor(on bool) { w.monitor.Store(on) }
 // SetJudged changes the judged mark (safe from any goroutine).
 func (w *Worker) SetJudged(m Mark) { w.judged.Store(m.pack()) }
 
-func packMark(m *uint32) uint64 {
-	if m == nil {
+// packMark packs an optional mark for the atomics: 0 is "none" (a set
+// mark always has a non-zero mask).
+func packMark(m *Mark) uint64 {
+	if m == nil || m.Mask == 0 {
 		return 0
 	}
-	return 1<<32 | uint64(*m)
+	return m.pack()
 }
 
 // Alive reports whether the worker's queue is bound and its receive loop is

@@ -92,7 +92,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 	// mark_drop: the same forged reset is accepted with the mark, and
 	// counted as a drop and as a marked drop.
 	md, ma := uint32(0x66), uint32(0x11)
-	w.SetMarks(&ma, &md)
+	w.SetMarks(ptr(ma), ptr(md))
 	v, m, has := w.handle(forged, 0, 0, w.now())
 	if v != nfqueue.NfAccept || !has || m != md {
 		t.Errorf("with mark_drop: verdict %d mark %#x/%v, want accept with %#x", v, m, has, md)
@@ -353,8 +353,7 @@ func TestMonitorMode(t *testing.T) {
 	w := newTestWorker(t, policy.DefaultConfig(), nil)
 	establish(t, w)
 	w.SetJudged(Mark{0x40000000, 0x40000000})
-	ma := uint32(0x7)
-	w.SetMarks(&ma, nil)
+	w.SetMarks(ptr(0x7), nil)
 	w.SetMonitor(true)
 	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
 	v, m, has := w.handle(forged, 0, 0x20000000, w.now())

@@ -130,6 +130,14 @@ type runDaemon struct {
 	rules   atomic.Pointer[rulesSeen]
 }
 
+// nfqMark converts an optional configured mark.
+func nfqMark(m *config.MaskedMark) *nfq.Mark {
+	if m == nil {
+		return nil
+	}
+	return &nfq.Mark{Value: m.Value, Mask: m.Mask}
+}
+
 // setRunning records the configuration in force for status.
 func (d *runDaemon) setRunning(cfg *config.Config, file string, restartPending []string) {
 	names := make([]string, len(cfg.Policy.Overrides))
@@ -230,8 +238,8 @@ func queueConfig(cfg *config.Config, q uint16) nfq.Config {
 		MaxQueueLen: cfg.Queue.MaxQueueLen,
 		CopyRange:   cfg.Queue.CopyRange,
 		ReadBuffer:  cfg.Queue.SocketReceiveBuffer,
-		MarkAccept:  cfg.Queue.MarkAccept,
-		MarkDrop:    cfg.Queue.MarkDrop,
+		MarkAccept:  nfqMark(cfg.Queue.MarkAccept),
+		MarkDrop:    nfqMark(cfg.Queue.MarkDrop),
 		Judged:      judgedMark(cfg),
 	}
 }
@@ -500,7 +508,7 @@ func (d *runDaemon) reload() {
 	d.proc.RestartRequired.Store(len(keys) > 0)
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(d.workers))
 	for _, w := range d.workers {
-		w.Reconfigure(pc, tc, cfg.Queue.MarkAccept, cfg.Queue.MarkDrop, cfg.Log.RateLimit, cfg.Log.Burst)
+		w.Reconfigure(pc, tc, nfqMark(cfg.Queue.MarkAccept), nfqMark(cfg.Queue.MarkDrop), cfg.Log.RateLimit, cfg.Log.Burst)
 		w.SetJudged(judgedMark(cfg))
 	}
 	d.logs.set(cfg.Log.Format, cfg.SlogLevel())

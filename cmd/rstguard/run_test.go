@@ -267,7 +267,10 @@ func TestRestartPending(t *testing.T) {
 		{"rst_mode reloads", func(c *config.Config) { c.Policy.RSTMode = "exact" }, ""},
 		{"max_flows reloads", func(c *config.Config) { c.Conntrack.MaxFlows = 4096 }, ""},
 		{"timeouts reload", func(c *config.Config) { c.Conntrack.Timeouts.Established = time.Hour }, ""},
-		{"marks reload", func(c *config.Config) { m := uint32(2); c.Queue.MarkDrop, c.Queue.MarkAccept = &m, &m }, ""},
+		{"marks reload", func(c *config.Config) {
+			m := config.MaskedMark{Value: 2, Mask: 0xff}
+			c.Queue.MarkDrop, c.Queue.MarkAccept = &m, &m
+		}, ""},
 		{"judged_mark reloads", func(c *config.Config) { c.Guard.JudgedMark = config.MaskedMark{} }, ""},
 		{"log reloads", func(c *config.Config) { c.Log.Level, c.Log.Format, c.Log.Burst = "debug", "json", 1 }, ""},
 	}
