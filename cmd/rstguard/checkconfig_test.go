@@ -82,8 +82,15 @@ func TestCheckConfigUsage(t *testing.T) {
 // built-in defaults; --config FILE is the same as naming FILE.
 func TestCheckConfigDefault(t *testing.T) {
 	var out, errb bytes.Buffer
+	installed := func() bool { _, err := os.Stat(defaultConfigPath); return err == nil }
+	before := installed()
 	rc := checkConfigMain(nil, &out, &errb)
-	if _, err := os.Stat(defaultConfigPath); err == nil {
+	switch after := installed(); {
+	case before != after:
+		// deploy's TestDebInstall installs and purges the package on CI's
+		// machine, maybe while this runs.
+		t.Logf("%s appeared or went during the test; the no-argument case is not checked", defaultConfigPath)
+	case after:
 		_, _, lerr := loadRunConfig("", false)
 		if want := map[bool]int{true: 0, false: 1}[lerr == nil]; rc != want {
 			t.Errorf("check-config (installed %s) = %d, want %d; stderr:\n%s", defaultConfigPath, rc, want, errb.String())
@@ -91,7 +98,7 @@ func TestCheckConfigDefault(t *testing.T) {
 		if rc == 0 && !strings.HasPrefix(out.String(), defaultConfigPath+": ok\n") {
 			t.Errorf("stdout:\n%s", out.String())
 		}
-	} else {
+	default:
 		if rc != 0 || !strings.HasPrefix(out.String(), "no configuration file at "+defaultConfigPath+": rstguard run uses the built-in defaults\n") ||
 			!strings.Contains(out.String(), "rst_mode=window") {
 			t.Errorf("check-config with no %s = %d\nstdout:\n%s\nstderr:\n%s", defaultConfigPath, rc, out.String(), errb.String())
