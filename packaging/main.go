@@ -63,7 +63,7 @@ func main() {
 	root := flag.String("root", "..", "the repository's `DIR`")
 	binary := flag.String("binary", "", "the rstguard `BINARY` to package (build it with CGO_ENABLED=0)")
 	version := flag.String("version", "", "the package `VERSION` (Debian syntax; make deb derives it from git)")
-	arch := flag.String("arch", runtime.GOARCH, "the Debian `ARCH`itecture")
+	arch := flag.String("arch", runtime.GOARCH, "the `GOARCH` the binary was built for; nfpm names it in Debian's terms (386 is i386, ppc64le is ppc64el)")
 	out := flag.String("out", ".", "the `DIR` to write rstguard_VERSION_ARCH.deb into")
 	flag.Parse()
 	if *binary == "" || *version == "" || flag.NArg() != 0 {
