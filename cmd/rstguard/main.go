@@ -27,7 +27,9 @@ type command struct {
 	name, summary string
 	run           func(args []string) int
 	// flags returns the command's flag set, for help, the man page and
-	// completion tests; nil for help.
+	// completion tests (flags.go). nil for help, and for a command that does
+	// not have one yet: help then runs it with --help, and the tests cover
+	// only its man page section.
 	flags func() *flag.FlagSet
 }
 
@@ -71,14 +73,16 @@ func helpMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	for _, c := range commands() {
-		if c.name != args[0] {
+		switch {
+		case c.name != args[0]:
 			continue
-		}
-		if c.flags == nil {
+		case c.name == "help":
 			fmt.Fprintln(stdout, "usage: rstguard help [COMMAND]\n\nPrints the commands, or the help of COMMAND (the same as rstguard COMMAND --help).")
-			return 0
+		case c.flags == nil:
+			return c.run([]string{"--help"}) // a command without a flags accessor prints its own
+		default:
+			printHelp(c.flags(), stdout)
 		}
-		printHelp(c.flags(), stdout)
 		return 0
 	}
 	fmt.Fprintf(stderr, "rstguard help: unknown command %q\n\n", args[0])
