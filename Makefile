@@ -1,11 +1,12 @@
 # rstguard — build, test and try it.
 #
-#   make lab    build rstguard and run the lab (root): forged resets against
-#               real Linux TCP endpoints, without and with the guard
-#   make test   the whole test suite (root for the end-to-end part)
 #   make deb    the Debian package, bin/rstguard_VERSION_ARCH.deb
 #   make install / make uninstall   the binary, unit, man page, completion
 #               and shared files under PREFIX (default /usr/local)
+#
+#   make lab    build rstguard and run the lab (root): forged resets against
+#               real Linux TCP endpoints, without and with the guard
+#   make test   the whole test suite (root for the end-to-end part)
 #
 # Both install the Debian packages they need when a tool is missing.
 
@@ -21,7 +22,7 @@ DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
 HDRDEPS   := /usr/include/libnetfilter_queue/libnetfilter_queue.h:libnetfilter-queue-dev \
              /usr/include/libmnl/libmnl.h:libmnl-dev
 
-.PHONY: all build deps lab test unit fuzz fuzz-long vet fmt-check install uninstall deb bench bench-gateway bench-pps clean
+.PHONY: all build deps lab test unit fuzz fuzz-long vet fmt-check install bench bench-gateway bench-pps clean
 
 all: build
 
@@ -104,6 +105,8 @@ bench-pps: deps
 
 install: build
 	DESTDIR=$(DESTDIR) ./deploy/install.sh $(BIN)
+
+.PHONY: uninstall deb
 
 # Removes what make install installed (with the same DESTDIR, PREFIX,
 # SYSCONFDIR, UNITDIR); the configuration only if it is unchanged.
