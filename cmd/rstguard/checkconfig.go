@@ -65,7 +65,8 @@ func checkConfigMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "no configuration file at %s: rstguard run uses the built-in defaults\n  %s\n", defaultConfigPath, cfg.Summary())
 		return 0
 	}
-	fmt.Fprintf(stdout, "%s: ok\n  %s\n", file, cfg.Summary())
+	path = file
+	fmt.Fprintf(stdout, "%s: ok\n  %s\n", path, cfg.Summary())
 	return 0
 }
 
