@@ -1,5 +1,9 @@
 # rstguard — build, test and try it.
 #
+#   make deb    the Debian package, bin/rstguard_VERSION_ARCH.deb
+#   make install / make uninstall   the binary, unit, man page, completion
+#               and shared files under PREFIX (default /usr/local)
+#
 #   make lab    build rstguard and run the lab (root): forged resets against
 #               real Linux TCP endpoints, without and with the guard
 #   make test   the whole test suite (root for the end-to-end part), with a
@@ -49,6 +53,7 @@ lab: deps build
 
 vet:
 	$(GO) vet ./...
+	cd packaging && $(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -110,6 +115,26 @@ bench-pps: deps
 
 install: build
 	DESTDIR=$(DESTDIR) ./deploy/install.sh $(BIN)
+
+.PHONY: uninstall deb
+
+# Removes what make install installed (with the same DESTDIR, PREFIX,
+# SYSCONFDIR, UNITDIR); the configuration only if it is unchanged.
+uninstall:
+	DESTDIR=$(DESTDIR) ./deploy/install.sh --uninstall
+
+# The Debian package: a static binary stamped with the package version, and
+# packaging/ (nfpm as a library, a Go module of its own) lays out the files
+# and maintainer scripts. Its layout: README.md, "Installing on a gateway".
+DEB_VERSION ?= $(shell ./packaging/version.sh)
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_DIR     ?= bin
+deb:
+	CGO_ENABLED=0 GOARCH=$(DEB_ARCH) $(GO) build -trimpath $(BUILDVCS) \
+	  -ldflags "-s -w -X main.version=$(DEB_VERSION)" -o bin/deb/rstguard ./cmd/rstguard
+	cd packaging && SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) \
+	  $(GO) run . -root .. -binary $(abspath bin/deb/rstguard) -version $(DEB_VERSION) \
+	  -arch $(DEB_ARCH) -out $(abspath $(DEB_DIR))
 
 clean:
 	rm -rf bin

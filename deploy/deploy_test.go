@@ -227,15 +227,18 @@ func TestInstall(t *testing.T) {
 	}
 	install()
 	for path, mode := range map[string]os.FileMode{
-		"usr/local/bin/rstguard":                          0o755,
-		"etc/systemd/system/rstguard.service":             0o644,
-		"etc/rstguard/config.toml":                        0o644,
-		"usr/local/share/rstguard/iptables.rules":         0o644,
-		"usr/local/share/rstguard/ip6tables.rules":        0o644,
-		"usr/local/share/rstguard/nftables.conf":          0o644,
-		"usr/local/share/rstguard/rstguard-rules.sh":      0o755,
-		"usr/local/share/rstguard/alerts.yml":             0o644,
-		"usr/local/share/rstguard/grafana-dashboard.json": 0o644,
+		"usr/local/bin/rstguard":                               0o755,
+		"etc/systemd/system/rstguard.service":                  0o644,
+		"etc/rstguard/config.toml":                             0o644,
+		"usr/local/share/rstguard/iptables.rules":              0o644,
+		"usr/local/share/rstguard/ip6tables.rules":             0o644,
+		"usr/local/share/rstguard/nftables.conf":               0o644,
+		"usr/local/share/rstguard/rstguard-rules.sh":           0o755,
+		"usr/local/share/rstguard/alerts.yml":                  0o644,
+		"usr/local/share/rstguard/grafana-dashboard.json":      0o644,
+		"usr/local/share/rstguard/config.example.toml":         0o644,
+		"usr/local/share/man/man8/rstguard.8":                  0o644,
+		"usr/local/share/bash-completion/completions/rstguard": 0o644,
 	} {
 		fi, err := os.Stat(filepath.Join(dest, path))
 		if err != nil {
@@ -268,6 +271,61 @@ func TestInstall(t *testing.T) {
 	cmd.Env = append(os.Environ(), "DESTDIR="+dest)
 	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "build it first") {
 		t.Errorf("install.sh with a missing binary: err %v, output %q; want a failure naming the fix", err, b)
+	}
+}
+
+// TestUninstall: install.sh --uninstall (make uninstall) removes every file
+// install.sh installed and the directories of rstguard's own it made; a
+// configuration the operator edited stays, and is named.
+func TestUninstall(t *testing.T) {
+	needTool(t, "install", "coreutils")
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "rstguard-bin")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho fake rstguard\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "root")
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("./install.sh", args...)
+		cmd.Env = append(os.Environ(), "DESTDIR="+dest, "PREFIX=/usr/local")
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("install.sh %q: %v\n%s", args, err, b)
+		}
+		return string(b)
+	}
+	// What is left under dest: files, and directories of rstguard's own.
+	left := func() []string {
+		var got []string
+		filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dest, p)
+			if !d.IsDir() || strings.Contains(rel, "rstguard") {
+				got = append(got, rel)
+			}
+			return nil
+		})
+		return got
+	}
+	run(fake)
+	if len(left()) < 12 {
+		t.Fatalf("install.sh installed only %q", left())
+	}
+	run("--uninstall")
+	if got := left(); len(got) != 0 {
+		t.Errorf("install.sh --uninstall left %q", got)
+	}
+	run(fake)
+	conf := filepath.Join(dest, "etc/rstguard/config.toml")
+	if err := os.WriteFile(conf, []byte("# edited\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := run("--uninstall")
+	if got := left(); !slices.Equal(got, []string{"etc/rstguard", "etc/rstguard/config.toml"}) || !strings.Contains(out, "kept "+conf) {
+		t.Errorf("uninstall with an edited configuration left %q, said:\n%s", got, out)
 	}
 }
 

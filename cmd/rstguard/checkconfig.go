@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,14 +10,28 @@ import (
 	"github.com/rstguard/rstguard/config"
 )
 
-const checkConfigUsage = `usage: rstguard check-config FILE
+const checkConfigUsage = `usage: rstguard check-config [FILE]
+       rstguard check-config --config FILE
 
 Validates a configuration file without starting anything: TOML syntax,
 unknown keys, types and values. Prints "FILE: ok" and the effective settings,
 or every mistake with its file, line and key on standard error.
 
+Without FILE it checks what rstguard run would load: ` + defaultConfigPath + `
+if it exists, else it says that the built-in defaults apply and prints them.
+The keys and their defaults: the README's "Configuration reference" and
+config.example.toml (/usr/share/rstguard/config.example.toml when installed
+from the Debian package).
+
 Exit status: 0 valid, 1 invalid or unreadable, 2 usage.
 `
+
+// checkConfigFlags returns check-config's flag set and its --config value.
+func checkConfigFlags(stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := newFlagSet("check-config", stderr, checkConfigUsage)
+	path := fs.String("config", "", "configuration `FILE` to check, the same as naming it as the argument (default: "+defaultConfigPath+" if it exists, else the built-in defaults)")
+	return fs, path
+}
 
 func cmdCheckConfig(args []string) int {
 	return checkConfigMain(args, os.Stdout, os.Stderr)
@@ -26,26 +39,33 @@ func cmdCheckConfig(args []string) int {
 
 // checkConfigMain is cmdCheckConfig with its streams as arguments, for tests.
 func checkConfigMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, checkConfigUsage) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	fs, flagPath := checkConfigFlags(stderr)
+	if code, done := parseFlags(fs, args, stdout); done {
+		return code
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "rstguard check-config: want exactly one configuration file, got %d\n\n", fs.NArg())
+	path, n := *flagPath, fs.NArg()
+	if path != "" {
+		n++
+	}
+	if n > 1 {
+		fmt.Fprintf(stderr, "rstguard check-config: want at most one configuration file, got %d\n\n", n)
 		fs.Usage()
 		return 2
 	}
-	path := fs.Arg(0)
-	cfg, err := config.Load(path)
+	if fs.NArg() == 1 {
+		path = fs.Arg(0)
+	}
+	// The same file, or none, as rstguard run would load.
+	cfg, file, err := loadRunConfig(path, path != "")
 	if err != nil {
-		printCheckErrors(stderr, path, err)
+		printCheckErrors(stderr, file, err)
 		return 1
 	}
+	if file == "" {
+		fmt.Fprintf(stdout, "no configuration file at %s: rstguard run uses the built-in defaults\n  %s\n", defaultConfigPath, cfg.Summary())
+		return 0
+	}
+	path = file
 	fmt.Fprintf(stdout, "%s: ok\n  %s\n", path, cfg.Summary())
 	for _, o := range config.OverrideOverlaps(cfg.Policy.Overrides) {
 		fmt.Fprintf(stdout, "  note: %s\n", o)

@@ -89,24 +89,26 @@ flow is picked up again). FILTER terms:
 ` + flowfilter.Syntax + `
 `
 
-func cmdFlows(args []string) int {
-	fs := flag.NewFlagSet("flows", flag.ContinueOnError)
-	var cf controlFlags
+// flowsFlags returns the flag set of rstguard flows and the flags it fills.
+func flowsFlags(stderr io.Writer) (*flag.FlagSet, *controlFlags) {
+	fs := newFlagSet("flows", stderr, flowsUsage)
+	cf := new(controlFlags)
 	cf.register(fs)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, flowsUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	return fs, cf
+}
+
+func cmdFlows(args []string) int {
+	fs, cf := flowsFlags(os.Stderr)
+	if code, done := parseFlags(fs, args, os.Stdout); done {
+		return code
 	}
 	rest := fs.Args()
 	op := "flows"
 	if len(rest) > 0 && (rest[0] == "flush" || rest[0] == "get") {
 		op, rest = rest[0], rest[1:]
 		// Flags may follow the subcommand.
-		if err := fs.Parse(rest); err != nil {
-			return 2
+		if code, done := parseFlags(fs, rest, os.Stdout); done {
+			return code
 		}
 		rest = fs.Args()
 	}
@@ -224,16 +226,18 @@ packets), the queues the live firewall rules send to and any of them no
 worker binds, problems of the rules, and drops by reason since start.
 `
 
-func cmdStatus(args []string) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	var cf controlFlags
+// statusFlags returns the flag set of rstguard status and the flags it fills.
+func statusFlags(stderr io.Writer) (*flag.FlagSet, *controlFlags) {
+	fs := newFlagSet("status", stderr, statusUsage)
+	cf := new(controlFlags)
 	cf.register(fs)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, statusUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	return fs, cf
+}
+
+func cmdStatus(args []string) int {
+	fs, cf := statusFlags(os.Stderr)
+	if code, done := parseFlags(fs, args, os.Stdout); done {
+		return code
 	}
 	err := cf.ask(ctlRequest{Op: "status"}, func(b []byte) error {
 		if cf.json {

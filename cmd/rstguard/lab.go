@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,34 +17,48 @@ import (
 	"github.com/rstguard/rstguard/lab"
 )
 
-func cmdLab(args []string) int {
-	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	keep := fs.Bool("keep", false, "leave the namespaces up afterwards and print how to explore and remove them")
-	asJSON := fs.Bool("json", false, "print the results as JSON")
-	binary := fs.String("binary", "", "rstguard binary whose `run` is the guard (default: this executable)")
-	prefix := fs.String("prefix", lab.DefaultPrefix, "namespace name prefix")
-	only := fs.String("only", "", "comma-separated scenario names to play (default: all)")
-	verbose := fs.Bool("v", false, "print every command and scenario as it runs")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, `usage: rstguard lab [--keep] [--json] [--binary PATH] [--prefix P] [--only NAMES] [-v]
+const labUsage = `usage: rstguard lab [--keep] [--json] [--binary PATH] [--prefix PREFIX] [--only NAMES] [-v]
 
 Builds four network namespaces (client, gateway, server, attacker), plays
 forged-reset attacks and RFC 3360 cases between real Linux TCP endpoints,
 first without and then with rstguard inline in the gateway, and prints what
-reached the victim. Needs root.`)
-		fs.PrintDefaults()
-		fmt.Fprintln(os.Stderr, "\nscenarios:")
+reached the victim. Needs root.
+`
+
+// labOptions are lab's flags.
+type labOptions struct {
+	keep, json, verbose  *bool
+	binary, prefix, only *string
+}
+
+// labFlags returns lab's flag set, whose help lists the scenarios too.
+func labFlags(stderr io.Writer) (*flag.FlagSet, labOptions) {
+	fs := newFlagSet("lab", stderr, labUsage)
+	var o labOptions
+	o.keep = fs.Bool("keep", false, "leave the namespaces up afterwards and print how to explore and remove them")
+	o.json = fs.Bool("json", false, "print the results as JSON")
+	o.binary = fs.String("binary", "", "the rstguard binary at `PATH` whose run command is the guard (default: this executable)")
+	o.prefix = fs.String("prefix", lab.DefaultPrefix, "namespace name `PREFIX`")
+	o.only = fs.String("only", "", "comma-separated scenario `NAMES` to play (default: all)")
+	o.verbose = fs.Bool("v", false, "print every command and scenario as it runs")
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		w := fs.Output()
+		fmt.Fprintln(w, "\nscenarios:")
 		for _, s := range lab.Scenarios() {
-			fmt.Fprintf(os.Stderr, "  %-28s %s\n", s.Name, s.Expect)
+			fmt.Fprintf(w, "  %-28s %s\n", s.Name, s.Expect)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	return fs, o
+}
+
+func cmdLab(args []string) int {
+	fs, o := labFlags(os.Stderr)
+	if code, done := parseFlags(fs, args, os.Stdout); done {
+		return code
 	}
+	keep, asJSON, binary, prefix, only, verbose := o.keep, o.json, o.binary, o.prefix, o.only, o.verbose
 	if fs.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "rstguard lab: unexpected argument %q\n", fs.Arg(0))
 		return 2

@@ -38,9 +38,34 @@ Several --flow flags select the flows that match any of them.
 
 Exit status: 0 replayed, 1 unreadable capture or configuration, 2 usage,
 3 with --fail-on-drop: a selected packet was dropped.
-
-flags:
 `
+
+// replayOptions are replay's flags.
+type replayOptions struct {
+	config, format                 *string
+	dropsOnly, summary, failOnDrop *bool
+	filters                        *[]replay.FlowFilter
+}
+
+// replayFlags returns replay's flag set and the options it fills.
+func replayFlags(stderr io.Writer) (*flag.FlagSet, replayOptions) {
+	fs := newFlagSet("replay", stderr, replayUsage)
+	o := replayOptions{filters: new([]replay.FlowFilter)}
+	o.config = fs.String("config", "", "the daemon's configuration `FILE` (TOML; default: the built-in defaults, not "+defaultConfigPath+")")
+	o.format = fs.String("format", "text", "output `FORMAT`: text (aligned, for people) or jsonl (one JSON object per frame, the fields of the README's \"Offline replay\" section)")
+	o.dropsOnly = fs.Bool("drops-only", false, "print only the frames that were dropped (with --summary: only the flows with a drop)")
+	o.summary = fs.Bool("summary", false, "print one line per TCP flow (5-tuple, frames, packets, accepted, dropped by reason, final state) instead of one per frame")
+	o.failOnDrop = fs.Bool("fail-on-drop", false, "exit with status 3 when a selected packet was dropped (for CI)")
+	fs.Func("flow", "print only the flows matching `FILTER` (host ADDR, net CIDR, port N, ADDR:PORT; terms ANDed; repeat to OR)", func(v string) error {
+		ff, err := replay.ParseFlowFilter(v)
+		if err != nil {
+			return err
+		}
+		*o.filters = append(*o.filters, ff)
+		return nil
+	})
+	return fs, o
+}
 
 func cmdReplay(args []string) int {
 	return replayMain(args, os.Stdin, os.Stdout, os.Stderr)
@@ -52,41 +77,26 @@ const exitDropped = 3
 
 // replayMain is cmdReplay with its streams as arguments, for tests.
 func replayMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "", "TOML `FILE` with the daemon's configuration (default: the built-in defaults)")
-	format := fs.String("format", "text", "output `FORMAT`: text (aligned, for people) or jsonl (one JSON object per frame, SPEC section 8)")
-	dropsOnly := fs.Bool("drops-only", false, "print only the frames that were dropped (with --summary: only the flows with a drop)")
-	summary := fs.Bool("summary", false, "print one line per TCP flow (5-tuple, frames, packets, accepted, dropped by reason, final state) instead of one per frame")
-	failOnDrop := fs.Bool("fail-on-drop", false, "exit with status 3 when a selected packet was dropped (for CI)")
-	var filters []replay.FlowFilter
-	fs.Func("flow", "print only the flows matching `FILTER` (host ADDR, net CIDR, port N, ADDR:PORT; terms ANDed; repeat to OR)", func(v string) error {
-		ff, err := replay.ParseFlowFilter(v)
-		if err != nil {
-			return err
-		}
-		filters = append(filters, ff)
-		return nil
-	})
-	fs.Usage = func() {
-		fmt.Fprint(stderr, replayUsage)
-		fs.PrintDefaults()
-	}
+	fs, o := replayFlags(stderr)
+	cfgPath, format, dropsOnly, summary, failOnDrop := o.config, o.format, o.dropsOnly, o.summary, o.failOnDrop
 	// Flags may come before or after the capture name.
 	var pos []string
 	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
+		if code, done := parseFlags(fs, rest, stdout); done {
+			return code
 		}
+		consumed := rest[:len(rest)-len(fs.Args())]
 		rest = fs.Args()
 		if len(rest) == 0 {
 			break
 		}
+		if len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			pos = append(pos, rest...) // after "--", everything is a name
+			break
+		}
 		pos, rest = append(pos, rest[0]), rest[1:]
 	}
+	filters := *o.filters
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "rstguard replay: want exactly one capture file, got %d\n\n", len(pos))
 		fs.Usage()

@@ -152,7 +152,6 @@ func TestReplayCommandErrors(t *testing.T) {
 		{[]string{capture, capture}, 2, "exactly one capture"},
 		{[]string{"--format", "xml", capture}, 2, "unknown --format"},
 		{[]string{"--bogus", capture}, 2, "bogus"},
-		{[]string{"-h"}, 0, "usage: rstguard replay"},
 		{[]string{filepath.Join(dir, "nope.pcap")}, 1, "cannot read the capture"},
 		{[]string{garbage}, 1, "pcap and pcapng"},
 		{[]string{wifi}, 1, "unsupported link type 105"},
@@ -336,13 +335,16 @@ func TestReplayFlagsInREADME(t *testing.T) {
 		t.Fatal("README has no Offline replay section")
 	}
 	section := readme[start : start+end]
-	_, _, help := runReplay(t, nil, "-h")
+	_, help, _ := runReplay(t, nil, "-h")
 	n := 0
 	for _, line := range strings.Split(help, "\n") {
 		if !strings.HasPrefix(line, "  -") {
 			continue
 		}
 		name := strings.Fields(line)[0][1:]
+		if name == "version" || name == "h," {
+			continue // every command's (flags.go), in the man page
+		}
 		n++
 		if !regexp.MustCompile(`--` + name + `\b`).MatchString(section) {
 			t.Errorf("flag --%s is not in the README's replay section", name)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,18 +33,9 @@ import (
 const defaultConfigPath = "/etc/rstguard/config.toml"
 
 func cmdRun(args []string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	path := fs.String("config", "", "configuration file (default "+defaultConfigPath+" if it exists, else built-in defaults)")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: rstguard run [--config FILE]\n\nBinds the NFQUEUE queues of the configuration and validates TCP resets until SIGTERM; SIGHUP reloads.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	fs, path := runFlags(os.Stderr)
+	if code, done := parseFlags(fs, args, os.Stdout); done {
+		return code
 	}
 	if fs.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "rstguard run: unexpected argument %q\n", fs.Arg(0))

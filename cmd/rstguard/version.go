@@ -1,7 +1,10 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"io"
+	"os"
 	"runtime/debug"
 )
 
@@ -30,7 +33,25 @@ func buildVersion() string {
 	return "devel"
 }
 
+const versionUsage = `usage: rstguard version
+
+Prints "rstguard VERSION": the version stamped at build time (make deb
+stamps the package version), else the module version or the git revision.
+`
+
+func versionFlags(stderr io.Writer) *flag.FlagSet {
+	return newFlagSet("version", stderr, versionUsage)
+}
+
 func cmdVersion(args []string) int {
+	fs := versionFlags(os.Stderr)
+	if code, done := parseFlags(fs, args, os.Stdout); done {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fmt.Fprintf(os.Stderr, "rstguard version: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	fmt.Println("rstguard", buildVersion())
 	return 0
 }

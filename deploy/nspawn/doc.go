@@ -5,7 +5,11 @@
 // service manager can show: READY=1 before active, RELOADING=1/READY=1 on
 // reload, the watchdog, Restart=on-failure, DynamicUser with only
 // CAP_NET_ADMIN, journal priorities, a clean stop and the exposure score of
-// systemd-analyze security.
+// systemd-analyze security. TestDebUnderSystemd installs the Debian package
+// (make deb) with dpkg in another boot and checks its maintainer scripts
+// under that systemd: installed but neither enabled nor started, an upgrade
+// restarts the running service, dpkg -r stops it, dpkg --purge leaves
+// nothing.
 //
 // It needs root, systemd-nspawn (Debian package systemd-container) and
 // mmdebstrap. The container root is built once with mmdebstrap and cached in
