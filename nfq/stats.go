@@ -62,7 +62,7 @@ type Stats struct {
 // latency histogram's buckets (the +Inf bucket is implicit). The engine
 // targets 100 ns per established data packet (SPEC section 10); the upper
 // buckets catch table growth, reaping bursts and scheduler noise.
-var LatencyBounds = [...]int64{100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 1000000}
+var LatencyBounds = [...]int64{100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 10000000}
 
 // NumLatencyBuckets is the number of buckets including +Inf.
 const NumLatencyBuckets = len(LatencyBounds) + 1

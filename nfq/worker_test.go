@@ -172,8 +172,8 @@ func TestHistogram(t *testing.T) {
 		h.Observe(ns)
 	}
 	cum, sum := h.Snapshot()
-	// <=100: -5,0,100; <=250: +101; <=1000: +999,1000; <=2500: +1001; +Inf: +2e6
-	want := [NumLatencyBuckets]uint64{3, 4, 4, 6, 7, 7, 7, 7, 7, 7, 8}
+	// <=100: -5,0,100; <=250: +101; <=1000: +999,1000; <=2500: +1001; <=2.5 ms: +2e6
+	want := [NumLatencyBuckets]uint64{3, 4, 4, 6, 7, 7, 7, 7, 7, 7, 7, 7, 7, 8, 8, 8}
 	if cum != want {
 		t.Errorf("cumulative = %v, want %v", cum, want)
 	}

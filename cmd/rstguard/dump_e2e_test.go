@@ -137,7 +137,8 @@ socket = %q
 	}
 }
 
-var latencyBounds = []string{"1e-07", "2.5e-07", "5e-07", "1e-06", "2.5e-06", "5e-06", "1e-05", "2.5e-05", "0.0001", "0.001", "+Inf"}
+var latencyBounds = []string{"1e-07", "2.5e-07", "5e-07", "1e-06", "2.5e-06", "5e-06", "1e-05", "2.5e-05", "5e-05", "0.0001",
+	"0.00025", "0.0005", "0.001", "0.0025", "0.01", "+Inf"}
 
 func latencyBuckets(l *e2eLab) []float64 {
 	out := make([]float64, len(latencyBounds))
