@@ -71,7 +71,7 @@ unit:
 # out while the coordinator was minimizing a new input) is not a failure;
 # a failing input always is.
 FUZZTARGETS := seqnum:FuzzSeqnum packet:FuzzDecode packet/craft:FuzzBytes \
-               policy:FuzzEngine config:FuzzParse replay:FuzzReplay
+               policy:FuzzEngine config:FuzzParse replay:FuzzReplay nfq:FuzzParseMsg
 FUZZMINIMIZE ?= 2s
 fuzz:
 	@sum=""; for t in $(FUZZTARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
