@@ -44,7 +44,15 @@ type Peer struct {
 	rawWin   uint16 // the last window field as sent, unscaled
 	wscale   uint8
 	flags    PeerFlags
+	// ttlFirst and ttlLast are the IP TTL (hop limit) of the first and of
+	// the latest accepted packet from this side: its baseline, for
+	// inspection (rstguard flows) and for telling injected packets apart.
+	ttlFirst, ttlLast uint8
 }
+
+// TTL returns the IP TTL or hop limit the side's first accepted packet
+// arrived with, and that of its latest (valid iff PeerSeen).
+func (p *Peer) TTL() (first, last uint8) { return p.ttlFirst, p.ttlLast }
 
 // ISN returns the side's initial sequence number (valid iff PeerSYN, or
 // the first number seen of a picked-up side).

@@ -135,6 +135,10 @@ func (f *Flow) inWindow(p *packet.Parsed, d Dir) (ok, ahead bool) {
 // that are let through: a dropped packet never changes a flow.
 func (f *Flow) update(p *packet.Parsed, d Dir) {
 	sp, rp := &f.peers[d], &f.peers[d^1]
+	if sp.flags&PeerSeen == 0 {
+		sp.ttlFirst = p.TTL
+	}
+	sp.ttlLast = p.TTL
 	sp.flags |= PeerSeen
 	end := p.Seq.Add(p.SegLen())
 	if p.Flags&packet.SYN != 0 && sp.flags&PeerSYN == 0 {

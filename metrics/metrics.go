@@ -178,6 +178,8 @@ var (
 		"Packets that reached the shipped queue rule (IPv4 and IPv6), from its counter.")
 	descRulesetProblem = desc("ruleset_problem",
 		"1 while the live firewall rules have the problem: queue_not_bound (a queue the rules use has no worker), guard_missing (no rule drops unjudged resets), unreadable.", "problem")
+	descFlushed = desc("flows_flushed_total",
+		"Flows removed through the control socket (rstguard flows flush), by queue.", "queue")
 	descMonitorPassed = desc("monitor_passed_total",
 		"Packets the policy dropped that [policy] mode = \"monitor\" accepted (they are counted as drops in rstguard_packets_total too).", "queue")
 	descOverridePackets = desc("policy_override_packets_total",
@@ -200,7 +202,7 @@ var allDescs = []*prometheus.Desc{
 	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
 	descReloads, descReloadsFailed, descLastReloadOK, descLastReloadTime, descRestartRequired,
 	descFlowsLimit, descUnvalidated, descUnvalidatedResets, descQueueRule,
-	descRulesetProblem, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
+	descRulesetProblem, descFlushed, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -314,6 +316,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPanics, s.Panics.Load(), ql)
 		counter(descUnjudged, s.Unjudged.Load(), ql)
 		counter(descMonitorPassed, s.MonitorPassed.Load(), ql)
+		counter(descFlushed, s.Flushed.Load(), ql)
 		counter(descTruncated, s.Truncated.Load(), ql)
 		counter(descBadMessages, s.BadMessages.Load(), ql)
 		counter(descGSO, s.GSOPackets.Load(), ql)

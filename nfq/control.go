@@ -51,6 +51,9 @@ type DirInfo struct {
 	Win    uint32 // its last advertised window, scaled
 	MaxWin uint32
 	WScale uint8
+	// TTL and LastTTL: the IP TTL (hop limit) of this side's first and
+	// latest accepted packets.
+	TTL, LastTTL uint8
 	// WinLo, WinHi: the receive window of the other side, [WinLo, WinHi):
 	// where this side's segments (and resets) must fall.
 	WinLo, WinHi uint32
@@ -232,7 +235,8 @@ func (w *Worker) flowInfo(f *conntrack.Flow, now int64) FlowInfo {
 	for d := conntrack.Original; d <= conntrack.Reply; d++ {
 		p := f.Peer(d)
 		win := f.RecvWindow(d ^ 1)
-		fi.Dir[d] = DirInfo{
+		ttl, last := p.TTL()
+		fi.Dir[d] = DirInfo{TTL: ttl, LastTTL: last,
 			Seen: p.Flags()&conntrack.PeerSeen != 0, End: uint32(p.End()), Ack: uint32(p.Ack()),
 			Win: p.Win(), MaxWin: p.MaxWin(), WScale: p.WScale(), WinLo: uint32(win.Lo), WinHi: uint32(win.Hi),
 		}

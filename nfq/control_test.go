@@ -69,7 +69,8 @@ func TestControlFlowsAndFlush(t *testing.T) {
 		t.Errorf("flow %+v", f)
 	}
 	o, r := f.Dir[conntrack.Original], f.Dir[conntrack.Reply]
-	if o.End != 1001 || r.End != 5001 || o.Ack != 5001 || r.Ack != 1001 || !o.Seen || !r.Seen {
+	if o.End != 1001 || r.End != 5001 || o.Ack != 5001 || r.Ack != 1001 || !o.Seen || !r.Seen ||
+		o.TTL != 64 || r.TTL != 64 || o.LastTTL != 64 {
 		t.Errorf("directions %+v %+v", o, r)
 	}
 	// The client's segments must fall in the server's receive window,

@@ -49,7 +49,9 @@ type ctlDir struct {
 	Win    uint32    `json:"win"`
 	MaxWin uint32    `json:"max_win"`
 	WScale uint8     `json:"wscale"`
-	Window ctlWindow `json:"window"` // where this side's segments and resets must fall
+	TTL    uint8     `json:"ttl"`      // of its first accepted packet: the baseline
+	TTLNow uint8     `json:"ttl_last"` // of its latest
+	Window ctlWindow `json:"window"`   // where this side's segments and resets must fall
 }
 
 type ctlFlow struct {
@@ -67,7 +69,7 @@ type ctlFlow struct {
 
 func toCtlFlow(f *nfq.FlowInfo) ctlFlow {
 	dir := func(d nfq.DirInfo) ctlDir {
-		return ctlDir{Seen: d.Seen, End: d.End, Ack: d.Ack, Win: d.Win, MaxWin: d.MaxWin, WScale: d.WScale,
+		return ctlDir{Seen: d.Seen, End: d.End, Ack: d.Ack, Win: d.Win, MaxWin: d.MaxWin, WScale: d.WScale, TTL: d.TTL, TTLNow: d.LastTTL,
 			Window: ctlWindow{d.WinLo, d.WinHi}}
 	}
 	return ctlFlow{Queue: f.Queue, Src: f.Src.String(), Dst: f.Dst.String(), State: f.State.String(),

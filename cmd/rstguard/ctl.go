@@ -160,7 +160,7 @@ func cmdFlows(args []string) int {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	if !cf.json {
-		fmt.Fprintln(tw, "QUEUE\tSRC\tDST\tSTATE\tAGE\tIDLE\tFLAGS\tSRC SENT (END/ACK/WIN/SCALE)\tSRC MUST HIT\tDST SENT (END/ACK/WIN/SCALE)\tDST MUST HIT")
+		fmt.Fprintln(tw, "QUEUE\tSRC\tDST\tSTATE\tAGE\tIDLE\tFLAGS\tSRC SENT (END/ACK/WIN/SCALE/TTL)\tSRC MUST HIT\tDST SENT (END/ACK/WIN/SCALE/TTL)\tDST MUST HIT")
 	}
 	found := 0
 	err := cf.ask(ctlRequest{Op: "flows", Filter: filter}, func(b []byte) error {
@@ -191,7 +191,7 @@ func cmdFlows(args []string) int {
 			if !d.Seen {
 				return "-"
 			}
-			return fmt.Sprintf("%d/%d/%d/%d", d.End, d.Ack, d.Win, d.WScale)
+			return fmt.Sprintf("%d/%d/%d/%d/%d", d.End, d.Ack, d.Win, d.WScale, d.TTL)
 		}
 		win := func(d ctlDir) string { return fmt.Sprintf("[%d,%d)", d.Window.Lo, d.Window.Hi) }
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Queue, f.Src, f.Dst, f.State,

@@ -870,7 +870,8 @@ func TestDaemonE2E(t *testing.T) {
 	}
 	fs := flows()
 	if len(fs) != 1 || fs[0].State != "established" || !strings.HasSuffix(fs[0].Src, ":"+p3) || fs[0].Queue != e2eQueue ||
-		fs[0].PickedUp || !fs[0].Reply.Seen || fs[0].Reply.Window.Hi == fs[0].Reply.Window.Lo {
+		fs[0].PickedUp || !fs[0].Reply.Seen || fs[0].Reply.Window.Hi == fs[0].Reply.Window.Lo ||
+		fs[0].Original.TTL == 0 || fs[0].Reply.TTL == 0 {
 		t.Fatalf("rstguard flows port %s: %+v", p3, fs)
 	}
 	end0 := fs[0].Reply.End
