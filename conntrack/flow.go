@@ -118,8 +118,10 @@ const (
 type Flow struct {
 	key   Key
 	peers [2]Peer // indexed by Dir
-	// rstSeq is the sequence number of the reset that closed the flow.
-	rstSeq seqnum.Value
+	// rstSeq is the sequence number of the reset that closed the flow,
+	// rstState the state it was accepted in.
+	rstSeq   seqnum.Value
+	rstState State
 	// synFlags are the ECN/reserved bits of the initiator's SYN.
 	synFlags packet.Flags
 	state    State
@@ -165,6 +167,6 @@ func (f *Flow) LastSeen() int64 { return f.lastSeen }
 // Snapshot returns a copy of f without the table's bookkeeping (LRU links
 // and times): two snapshots are equal iff the tracked TCP state is.
 func (f *Flow) Snapshot() Flow {
-	return Flow{key: f.key, peers: f.peers, rstSeq: f.rstSeq, synFlags: f.synFlags,
+	return Flow{key: f.key, peers: f.peers, rstSeq: f.rstSeq, rstState: f.rstState, synFlags: f.synFlags,
 		state: f.state, flags: f.flags, initSide: f.initSide}
 }

@@ -19,6 +19,10 @@ type Stats struct {
 	// OneWay is the number of tracked flows whose other direction has not
 	// been seen (picked-up flows; asymmetric routing shows up here).
 	OneWay atomic.Int64
+	// Revived counts flows brought back from closed because the endpoints
+	// went on as if the accepted reset had not been (an ignored or
+	// injected reset), by the state the reset was accepted in.
+	Revived [NumStates]atomic.Uint64
 }
 
 // Table is a bounded flow table owned by one goroutine: one per NFQUEUE

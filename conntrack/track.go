@@ -146,6 +146,23 @@ func (t *Table) SYN(slot uint32, d Dir, p *packet.Parsed, now int64) Result {
 	st := f.state
 	init, resp := &f.peers[Original], &f.peers[Reply]
 	switch {
+	case st == StateClosed && f.rstState == StateSynSent && d == Reply && ack &&
+		resp.flags&PeerSYN == 0 && p.Ack.InRange(init.isn.Add(1), init.end.Add(1)):
+		// A refusal was accepted in SYN-SENT, and now the responder's
+		// SYN-ACK answers the same SYN (RFC 9293 3.10.7.3: it
+		// acknowledges ISS+1, or the SYN's data): the client did not
+		// honour the refusal (it failed PAWS, or it was injected and lost
+		// the race with the genuine answer). The flow goes on from
+		// SYN-SENT with the real windows.
+		resp.flags = 0
+		f.initOptions(d, p)
+		f.scale()
+		f.update(p, d)
+		init.maxEnd = resp.end.Add(seqnum.Size(init.maxWin))
+		t.stats.Revived[StateSynSent].Add(1)
+		t.touch(slot, StateSynRecv, now)
+		return ResultTracked
+
 	case st == StateTimeWait || st == StateClosed:
 		// RFC 9293 3.10.7.4 / RFC 1122 4.2.2.13: a SYN may reopen a
 		// connection in TIME-WAIT; after a reset the old incarnation is
@@ -279,6 +296,7 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 		if ok && p.PayloadLen > 0 && f.peers[d].end.LessThan(p.Seq.Add(p.SegLen())) &&
 			f.peers[d].flags&f.peers[d^1].flags&PeerACK != 0 {
 			f.update(p, d)
+			t.stats.Revived[f.rstState].Add(1)
 			t.touch(slot, f.closingState(), now)
 			return ResultTracked
 		}
@@ -318,7 +336,11 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 // Reset records a reset the caller accepted: slot's flow is closed, at the
 // reset's sequence number seq.
 func (t *Table) Reset(slot uint32, seq seqnum.Value, now int64) {
-	t.Flow(slot).rstSeq = seq
+	f := t.Flow(slot)
+	f.rstSeq = seq
+	if f.state != StateClosed {
+		f.rstState = f.state
+	}
 	t.touch(slot, StateClosed, now)
 }
 

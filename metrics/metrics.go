@@ -178,6 +178,8 @@ var (
 		"Packets that reached the shipped queue rule (IPv4 and IPv6), from its counter.")
 	descRulesetProblem = desc("ruleset_problem",
 		"1 while the live firewall rules have the problem: queue_not_bound (a queue the rules use has no worker), guard_missing (no rule drops unjudged resets), unreadable.", "problem")
+	descRevived = desc("flows_revived_total",
+		"Flows brought back from closed because the endpoints went on after an accepted reset (ignored or injected), by the state the reset was accepted in.", "state")
 	descFlushed = desc("flows_flushed_total",
 		"Flows removed through the control socket (rstguard flows flush), by queue.", "queue")
 	descMonitorPassed = desc("monitor_passed_total",
@@ -202,7 +204,7 @@ var allDescs = []*prometheus.Desc{
 	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
 	descReloads, descReloadsFailed, descLastReloadOK, descLastReloadTime, descRestartRequired,
 	descFlowsLimit, descUnvalidated, descUnvalidatedResets, descQueueRule,
-	descRulesetProblem, descFlushed, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
+	descRulesetProblem, descRevived, descFlushed, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -227,6 +229,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var flows [conntrack.NumStates]int64
 	var evicted [conntrack.NumEvictCauses]uint64
 	var created, expired, untracked, gaps uint64
+	var revived [conntrack.NumStates]uint64
 	var oneWay int64
 	for _, q := range c.queues {
 		s := q.Engine.Stats()
@@ -253,6 +256,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		untracked += ts.Untracked.Load()
 		gaps += ts.Gaps.Load()
 		oneWay += ts.OneWay.Load()
+		for i := range revived {
+			revived[i] += ts.Revived[i].Load()
+		}
 	}
 	for r := policy.Reason(0); r < policy.NumReasons; r++ {
 		counter(descPackets, reasons[r], r.Verdict().String(), r.String())
@@ -275,6 +281,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descUntracked, untracked)
 	counter(descGaps, gaps)
+	for _, st := range []conntrack.State{conntrack.StateSynSent, conntrack.StateSynRecv, conntrack.StateEstablished,
+		conntrack.StateFinWait, conntrack.StateCloseWait, conntrack.StateLastAck} {
+		counter(descRevived, revived[st], st.String())
+	}
 	gauge(descOneWay, float64(oneWay))
 	if l := c.proc.FlowsLimit.Load(); l > 0 {
 		gauge(descFlowsLimit, float64(l))

@@ -222,7 +222,51 @@ func TestResetIgnoredByEndpointRevivesFlow(t *testing.T) {
 	if st := c.state(); st != conntrack.StateEstablished {
 		t.Fatalf("state %s after new data, want established (revived)", st)
 	}
+	if n := c.e.Table().Stats().Revived[conntrack.StateEstablished].Load(); n != 1 {
+		t.Errorf("revived from established: %d, want 1", n)
+	}
 	c.must(c.data(true, 10, 502), ReasonTracked, "client data")
 	c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt + 1<<30}), ReasonRSTOutOfWindow, "forged RST after revival")
 	c.must(c.fromServer(seg{flags: packet.RST | packet.ACK, seq: c.sNxt, ack: c.cNxt}), ReasonRSTValid, "genuine RST at the new position")
+}
+
+// TestRefusalIgnoredRevivesFlow: RFC 9293 3.10.7.3. A refusal (RST/ACK
+// acknowledging the SYN) is accepted in SYN-SENT; when the client did not
+// honour it (it failed PAWS, or it was injected and lost the race) the
+// genuine SYN-ACK answering the same SYN follows. The flow is revived from
+// SYN-SENT with the real windows (counted by the state the reset was
+// accepted in): the handshake completes, a forged reset far from the window
+// is dropped, and the genuine reset at the server's next sequence number
+// passes.
+func TestRefusalIgnoredRevivesFlow(t *testing.T) {
+	c := newConv(t, DefaultConfig())
+	c.must(c.fromClient(seg{flags: packet.SYN, seq: cISN, win: 502, opts: packet.OptMSS | packet.OptWScale, wscale: 7}), ReasonTracked, "SYN")
+	c.must(c.fromServer(seg{flags: packet.RST | packet.ACK, seq: 0, ack: cISN + 1}), ReasonRSTValid, "refusal (injected)")
+	if st := c.state(); st != conntrack.StateClosed {
+		t.Fatalf("after the refusal: %s", st)
+	}
+	c.must(c.fromServer(seg{flags: packet.SYN | packet.ACK, seq: sISN, ack: cISN + 1, win: 509, opts: packet.OptMSS | packet.OptWScale, wscale: 7}),
+		ReasonTracked, "the genuine SYN-ACK")
+	if st := c.state(); st != conntrack.StateSynRecv {
+		t.Fatalf("after the genuine SYN-ACK: %s, want syn_recv (revived)", st)
+	}
+	if n := c.e.Table().Stats().Revived[conntrack.StateSynSent].Load(); n != 1 {
+		t.Errorf("revived from syn_sent: %d, want 1", n)
+	}
+	c.must(c.fromClient(seg{flags: packet.ACK, seq: cISN + 1, ack: sISN + 1, win: 502}), ReasonTracked, "ACK")
+	c.cISN, c.sISN, c.cNxt, c.sNxt = cISN, sISN, cISN+1, sISN+1
+	if st := c.state(); st != conntrack.StateEstablished {
+		t.Fatalf("after the handshake: %s", st)
+	}
+	c.must(c.data(false, 5000, 509), ReasonTracked, "server data")
+	c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt + 50<<20}), ReasonRSTOutOfWindow, "forged reset 50 MB out")
+	c.must(c.fromClient(seg{flags: packet.RST, seq: c.cNxt}), ReasonRSTValid, "the client's genuine reset at its RCV.NXT")
+	// A SYN-ACK that does not answer the SYN does not revive.
+	c2 := newConv(t, DefaultConfig())
+	c2.must(c2.fromClient(seg{flags: packet.SYN, seq: cISN, win: 502}), ReasonTracked, "SYN")
+	c2.must(c2.fromServer(seg{flags: packet.RST | packet.ACK, ack: cISN + 1}), ReasonRSTValid, "refusal")
+	c2.fromServer(seg{flags: packet.SYN | packet.ACK, seq: sISN, ack: cISN + 77, win: 509})
+	if st := c2.state(); st != conntrack.StateClosed || c2.e.Table().Stats().Revived[conntrack.StateSynSent].Load() != 0 {
+		t.Errorf("a SYN-ACK acknowledging something else revived the flow: %s", st)
+	}
 }
