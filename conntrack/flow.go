@@ -122,6 +122,7 @@ type Flow struct {
 	// rstState the state it was accepted in.
 	rstSeq   seqnum.Value
 	rstState State
+	rstDir   Dir // the direction it was sent in
 	// synFlags are the ECN/reserved bits of the initiator's SYN.
 	synFlags packet.Flags
 	state    State
@@ -151,6 +152,9 @@ func (f *Flow) Flags() FlowFlags { return f.flags }
 // (valid in StateClosed).
 func (f *Flow) RSTSeq() seqnum.Value { return f.rstSeq }
 
+// RSTDir returns the direction the reset that closed the flow was sent in.
+func (f *Flow) RSTDir() Dir { return f.rstDir }
+
 // SYNFlags returns the ECN/reserved bits of the initiator's SYN (valid iff
 // FlowSYNFlagged).
 func (f *Flow) SYNFlags() packet.Flags { return f.synFlags }
@@ -167,6 +171,6 @@ func (f *Flow) LastSeen() int64 { return f.lastSeen }
 // Snapshot returns a copy of f without the table's bookkeeping (LRU links
 // and times): two snapshots are equal iff the tracked TCP state is.
 func (f *Flow) Snapshot() Flow {
-	return Flow{key: f.key, peers: f.peers, rstSeq: f.rstSeq, rstState: f.rstState, synFlags: f.synFlags,
+	return Flow{key: f.key, peers: f.peers, rstSeq: f.rstSeq, rstState: f.rstState, rstDir: f.rstDir, synFlags: f.synFlags,
 		state: f.state, flags: f.flags, initSide: f.initSide}
 }

@@ -77,7 +77,7 @@ func (c *conn) send(s seg) Result {
 	case !ok:
 		return c.tb.Create(&k, side, &p, c.now)
 	case p.Flags&packet.RST != 0:
-		c.tb.Reset(slot, p.Seq, c.now)
+		c.tb.Reset(slot, c.tb.Flow(slot).DirOf(side), p.Seq, c.now)
 		return ResultTracked
 	case p.Flags&packet.SYN != 0:
 		d := c.tb.Flow(slot).DirOf(side)

@@ -333,11 +333,11 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 	return r
 }
 
-// Reset records a reset the caller accepted: slot's flow is closed, at the
-// reset's sequence number seq.
-func (t *Table) Reset(slot uint32, seq seqnum.Value, now int64) {
+// Reset records a reset the caller accepted, sent in direction d: slot's
+// flow is closed, at the reset's sequence number seq.
+func (t *Table) Reset(slot uint32, d Dir, seq seqnum.Value, now int64) {
 	f := t.Flow(slot)
-	f.rstSeq = seq
+	f.rstSeq, f.rstDir = seq, d
 	if f.state != StateClosed {
 		f.rstState = f.state
 	}

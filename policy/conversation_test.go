@@ -270,3 +270,14 @@ func TestRefusalIgnoredRevivesFlow(t *testing.T) {
 		t.Errorf("a SYN-ACK acknowledging something else revived the flow: %s", st)
 	}
 }
+
+// TestClosedStateUsesTheSendersNumbers: after a refusal accepted in
+// SYN-SENT, the client's reset at its own next sequence number (ISN+1, RFC
+// 9293 3.10.7.4) is valid and one at sequence 0 is not.
+func TestClosedStateUsesTheSendersNumbers(t *testing.T) {
+	c := newConv(t, DefaultConfig())
+	c.must(c.fromClient(seg{flags: packet.SYN, seq: cISN, win: 502}), ReasonTracked, "SYN")
+	c.must(c.fromServer(seg{flags: packet.RST | packet.ACK, seq: 0, ack: cISN + 1}), ReasonRSTValid, "refusal")
+	c.must(c.fromClient(seg{flags: packet.RST, seq: 0}), ReasonRSTOutOfWindow, "client reset at 0")
+	c.must(c.fromClient(seg{flags: packet.RST, seq: cISN + 1}), ReasonRSTValid, "client reset at ISN+1")
+}

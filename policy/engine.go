@@ -169,7 +169,7 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 		}
 		if r.Verdict() == Accept {
 			e.stats.Resets[st][OutcomeAccepted].Add(1)
-			e.table.Reset(slot, p.Seq, now)
+			e.table.Reset(slot, d, p.Seq, now)
 		} else {
 			e.stats.Resets[st][OutcomeDropped].Add(1)
 		}

@@ -81,7 +81,8 @@ func (e *Engine) checkRST(f *conntrack.Flow, d conntrack.Dir, p *packet.Parsed) 
 
 	case st == conntrack.StateClosed:
 		// SPEC 4: a retransmission of the reset we accepted (or the answer
-		// to a straggler, which carries the same number) is valid.
+		// to a straggler, which carries the same number), from the same
+		// side, is valid.
 		// Deviation, to keep legitimate teardowns out of the drop
 		// counters: when both sides were synchronized, a reset at one of
 		// the exact positions a RFC 5961 host accepts (the sender's
@@ -89,7 +90,14 @@ func (e *Engine) checkRST(f *conntrack.Flow, d conntrack.Dir, p *packet.Parsed) 
 		// such second resets when both ends abort at once (seen on
 		// iperf3's control connection); a blind forger cannot hit them.
 		e.checkWindow(f.RSTSeq(), f.RSTSeq().Add(1))
-		if p.Seq == f.RSTSeq() {
+		if p.Seq == f.RSTSeq() && d == f.RSTDir() {
+			return ReasonRSTValid
+		}
+		// The sender's own next sequence number (its SND.NXT, the
+		// position its peer's RCV.NXT waits at, RFC 9293 3.10.7.4), judged
+		// with that side's numbers: after a refusal accepted in SYN-SENT
+		// this is the initiator's reset at ISN+1.
+		if s.Flags()&conntrack.PeerSeen != 0 && p.Seq == s.End() {
 			return ReasonRSTValid
 		}
 		both := s.Flags() & r.Flags()
