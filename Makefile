@@ -25,7 +25,7 @@ DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
 HDRDEPS   := /usr/include/libnetfilter_queue/libnetfilter_queue.h:libnetfilter-queue-dev \
              /usr/include/libmnl/libmnl.h:libmnl-dev
 
-.PHONY: all build deps lab test soak unit fuzz fuzz-long vet fmt-check install bench bench-gateway bench-pps clean
+.PHONY: all build deps lab test soak bench-dump unit fuzz fuzz-long vet fmt-check install bench bench-gateway bench-pps clean
 
 all: build
 
@@ -110,6 +110,11 @@ bench-gateway: deps
 
 # Packet rate under open-loop SYN floods: kernel, the C accept-all ceiling
 # (bench/nfqaccept-c), go-nfqueue accept-all, rstguard with 1 and 2 queues.
+# A dump of a million flows through the control socket during a transfer:
+# verdict latency p99 idle vs during the dump, watchdog pings (about 2 min).
+bench-dump: deps
+	RSTGUARD_E2E=1 RSTGUARD_DUMP_E2E=1 $(GO) test -count=1 -timeout 10m -run '^TestControlDumpUnderLoadE2E$$' -v ./cmd/rstguard
+
 bench-pps: deps
 	$(GO) run ./bench/gateway -mode pps -runs 3 -seconds 4
 
