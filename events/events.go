@@ -22,6 +22,8 @@
 //	seq, ack sequence and acknowledgement numbers        (TCP only)
 //	len      TCP payload length                          (TCP only)
 //	ttl      the IPv4 TTL or IPv6 hop limit it arrived with (IP only)
+//	ttl_mismatch  true for a reset whose TTL is off the claimed sender's
+//	         baseline by more than policy.TTLTolerance (absent otherwise)
 //	window   {"lo": n, "hi": n}: for a dropped reset, the range it had to hit
 //
 // The package imports the engine packages (policy, conntrack, packet) and
@@ -59,6 +61,9 @@ type Record struct {
 	// against.
 	Window       bool
 	WinLo, WinHi uint32
+	// TTLMismatch: a reset whose TTL is off the claimed sender's baseline
+	// (policy.Decision.TTLMismatch).
+	TTLMismatch bool
 }
 
 // Wanted reports whether a decision is logged: every drop, and every reset.
@@ -81,6 +86,7 @@ func (r *Record) Fill(p *packet.Parsed, d *policy.Decision, queue uint16, unixNa
 		r.Src, r.Dst = netip.AddrPortFrom(p.SrcAddrPort().Addr(), 0), netip.AddrPortFrom(p.DstAddrPort().Addr(), 0)
 	}
 	r.TTL = p.TTL
+	r.TTLMismatch = d.TTLMismatch
 	if r.TCP && r.Verdict == policy.Drop && r.Flags&packet.RST != 0 && d.Checked {
 		r.Window = true
 		r.WinLo, r.WinHi = uint32(d.WinLo), uint32(d.WinHi)
@@ -122,6 +128,9 @@ func (r *Record) AppendJSON(b []byte) []byte {
 	if r.IP {
 		b = append(b, `,"ttl":`...)
 		b = strconv.AppendUint(b, uint64(r.TTL), 10)
+	}
+	if r.TTLMismatch {
+		b = append(b, `,"ttl_mismatch":true`...)
 	}
 	if r.Window {
 		b = append(b, `,"window":{"lo":`...)

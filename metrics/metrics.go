@@ -178,6 +178,8 @@ var (
 		"Packets that reached the shipped queue rule (IPv4 and IPv6), from its counter.")
 	descRulesetProblem = desc("ruleset_problem",
 		"1 while the live firewall rules have the problem: queue_not_bound (a queue the rules use has no worker), guard_missing (no rule drops unjudged resets), unreadable.", "problem")
+	descTTLMismatch = desc("resets_ttl_mismatch_total",
+		"Resets of tracked flows whose IP TTL (hop limit) is off the claimed sender's baseline by more than 4: the mark of resets injected on the path, by outcome.", "outcome")
 	descRevived = desc("flows_revived_total",
 		"Flows brought back from closed because the endpoints went on after an accepted reset (ignored or injected), by the state the reset was accepted in.", "state")
 	descFlushed = desc("flows_flushed_total",
@@ -204,7 +206,7 @@ var allDescs = []*prometheus.Desc{
 	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
 	descReloads, descReloadsFailed, descLastReloadOK, descLastReloadTime, descRestartRequired,
 	descFlowsLimit, descUnvalidated, descUnvalidatedResets, descQueueRule,
-	descRulesetProblem, descRevived, descFlushed, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
+	descRulesetProblem, descTTLMismatch, descRevived, descFlushed, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -230,6 +232,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var evicted [conntrack.NumEvictCauses]uint64
 	var created, expired, untracked, gaps uint64
 	var revived [conntrack.NumStates]uint64
+	var ttlMismatch [policy.NumOutcomes]uint64
 	var oneWay int64
 	for _, q := range c.queues {
 		s := q.Engine.Stats()
@@ -243,6 +246,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for i := range syns {
 			syns[i] += s.FlaggedSYNs[i].Load()
+		}
+		for o := range ttlMismatch {
+			ttlMismatch[o] += s.TTLMismatch[o].Load()
 		}
 		ts := q.Engine.Table().Stats()
 		for i := range flows {
@@ -281,6 +287,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descUntracked, untracked)
 	counter(descGaps, gaps)
+	for o := policy.Outcome(0); o < policy.NumOutcomes; o++ {
+		counter(descTTLMismatch, ttlMismatch[o], o.String())
+	}
 	for _, st := range []conntrack.State{conntrack.StateSynSent, conntrack.StateSynRecv, conntrack.StateEstablished,
 		conntrack.StateFinWait, conntrack.StateCloseWait, conntrack.StateLastAck} {
 		counter(descRevived, revived[st], st.String())

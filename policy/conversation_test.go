@@ -281,3 +281,37 @@ func TestClosedStateUsesTheSendersNumbers(t *testing.T) {
 	c.must(c.fromClient(seg{flags: packet.RST, seq: 0}), ReasonRSTOutOfWindow, "client reset at 0")
 	c.must(c.fromClient(seg{flags: packet.RST, seq: cISN + 1}), ReasonRSTValid, "client reset at ISN+1")
 }
+
+// TestResetTTLMismatch: a reset whose TTL is far from the claimed sender's
+// baseline is flagged and counted (the on-path injection signal of Weaver,
+// Sommer and Paxson, NDSS 2009), whatever its verdict; one within
+// TTLTolerance is not.
+func TestResetTTLMismatch(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		ttl     uint8
+		seqOff  uint32
+		want    Reason
+		flagged bool
+	}{
+		{"forged, far out, odd TTL", 201, 1 << 30, ReasonRSTOutOfWindow, true},
+		{"in window, odd TTL", 201, 0, ReasonRSTValid, true},
+		{"in window, TTL within tolerance", 64 - TTLTolerance, 0, ReasonRSTValid, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cv := newConv(t, DefaultConfig())
+			cv.handshake(cISN, sISN, 502, 509, 7, 7)
+			cv.must(cv.fromServer(seg{flags: packet.RST, seq: cv.sNxt + c.seqOff, ttl: c.ttl}), c.want, "reset")
+			if cv.last.TTLMismatch != c.flagged {
+				t.Errorf("TTLMismatch = %v, want %v", cv.last.TTLMismatch, c.flagged)
+			}
+			o := OutcomeAccepted
+			if c.want.Verdict() == Drop {
+				o = OutcomeDropped
+			}
+			if n := cv.e.Stats().TTLMismatch[o].Load(); (n == 1) != c.flagged {
+				t.Errorf("counted %d", n)
+			}
+		})
+	}
+}

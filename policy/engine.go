@@ -61,6 +61,27 @@ type Decision struct {
 	// SYNFlags are the ECN/reserved bits of the SYN a reset answered
 	// (ReasonRSTAnswersReservedSYN).
 	SYNFlags packet.Flags
+	// TTLMismatch: the packet is a reset whose IP TTL (hop limit) differs
+	// from the baseline of the side it claims to come from by more than
+	// TTLTolerance, the mark of a reset injected on the path (Weaver,
+	// Sommer, Paxson, NDSS 2009). Counted, not acted on.
+	TTLMismatch bool
+}
+
+// TTLTolerance is how far a side's TTL may drift from its baseline (a
+// route change, a different path for a retransmission) before a reset
+// claiming to come from it counts as a TTL mismatch.
+const TTLTolerance = 4
+
+// ttlMismatch reports whether ttl is outside the tolerance around the
+// first and latest TTL of what side s sent (nothing seen: no baseline).
+func ttlMismatch(s *conntrack.Peer, ttl uint8) bool {
+	if s.Flags()&conntrack.PeerSeen == 0 {
+		return false
+	}
+	first, last := s.TTL()
+	near := func(b uint8) bool { return int(ttl) >= int(b)-TTLTolerance && int(ttl) <= int(b)+TTLTolerance }
+	return !near(first) && !near(last)
 }
 
 // Amortised reaping: every reapEvery packets the engine removes up to
@@ -167,11 +188,15 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 		if !e.set.noValidate {
 			r = e.checkRST(f, d, p)
 		}
+		o := OutcomeDropped
 		if r.Verdict() == Accept {
-			e.stats.Resets[st][OutcomeAccepted].Add(1)
+			o = OutcomeAccepted
 			e.table.Reset(slot, d, p.Seq, now)
-		} else {
-			e.stats.Resets[st][OutcomeDropped].Add(1)
+		}
+		e.stats.Resets[st][o].Add(1)
+		if ttlMismatch(f.Peer(d), p.TTL) {
+			e.detail.TTLMismatch = true
+			e.stats.TTLMismatch[o].Add(1)
 		}
 		return r
 	}

@@ -19,6 +19,7 @@ type seg struct {
 	opts    packet.OptBits
 	wscale  uint8
 	sackEdg uint32
+	ttl     uint8 // 0: 64
 }
 
 // conv is a conversation between a client and a server through one engine,
@@ -76,6 +77,11 @@ func parsed(src, dst netip.AddrPort, s seg) packet.Parsed {
 		Opts:       s.opts,
 		WScale:     s.wscale,
 		SACKEdge:   seqnum.Value(s.sackEdg),
+		HaveIP:     true,
+		TTL:        64,
+	}
+	if s.ttl != 0 {
+		p.TTL = s.ttl
 	}
 	if src.Addr().Is6() && !src.Addr().Is4In6() {
 		p.IPVersion = 6

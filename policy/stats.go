@@ -13,6 +13,9 @@ type Stats struct {
 	Reasons [NumReasons]atomic.Uint64
 	// Resets by the flow's state before the reset, and outcome.
 	Resets [conntrack.NumStates][NumOutcomes]atomic.Uint64
+	// TTLMismatch counts resets of tracked flows whose TTL is off the
+	// claimed sender's baseline (Decision.TTLMismatch), by outcome.
+	TTLMismatch [NumOutcomes]atomic.Uint64
 	// SYNs (and SYN-ACKs) carrying ECN or reserved bits, by bit.
 	FlaggedSYNs [NumSYNFlags]atomic.Uint64
 	// Reloads applied.

@@ -128,6 +128,10 @@ func TestShippedRulesE2E(t *testing.T) {
 	l.waitFor(ctx, "the daemon to drop 8 forged resets", 5*time.Second, func() bool {
 		return l.metric("rstguard_packets_total", `reason="rst_out_of_window"`) >= 8
 	})
+	// They were sent with TTL 201, far from the server's: each is flagged.
+	if n := l.metric("rstguard_resets_ttl_mismatch_total", `outcome="dropped"`); n < 8 {
+		t.Errorf("rstguard_resets_ttl_mismatch_total{outcome=\"dropped\"} = %v after 8 resets with TTL %d, want >= 8", n, forgedTTL)
+	}
 	// The daemon has read the live rules (their queue rule counted the
 	// transfers) and finds nothing wrong with them.
 	l.waitFor(ctx, "the daemon to read the rules' counters", 3*rulesInterval, func() bool {
