@@ -165,13 +165,13 @@ func prefixes(v any) ([]netip.Prefix, error) {
 
 // OverrideOverlaps explains, for check-config, which overrides can match
 // the same flows: the first of them wins for those.
-func OverrideOverlaps(os []policy.Override) []string {
+func OverrideOverlaps(ovs []policy.Override) []string {
 	var out []string
-	for j := range os {
+	for j := range ovs {
 		for i := range j {
-			if overlaps(os[i].Src, os[j].Src) && overlaps(os[i].Dst, os[j].Dst) && portsOverlap(os[i].DstPorts, os[j].DstPorts) {
+			if overlaps(ovs[i].Src, ovs[j].Src) && overlaps(ovs[i].Dst, ovs[j].Dst) && portsOverlap(ovs[i].DstPorts, ovs[j].DstPorts) {
 				out = append(out, fmt.Sprintf("override %q (#%d) can match flows %q (#%d) matches: %q wins for those, being first",
-					os[j].Name, j+1, os[i].Name, i+1, os[i].Name))
+					ovs[j].Name, j+1, ovs[i].Name, i+1, ovs[i].Name))
 			}
 		}
 	}

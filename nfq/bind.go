@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"syscall"
 	"time"
 
@@ -219,7 +220,9 @@ func (w *Worker) unbind() {
 
 func (w *Worker) closeConn() {
 	if w.conn != nil {
-		w.conn.Close()
+		if err := w.conn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			w.log.Debug("closing the netlink socket", "err", err)
+		}
 	}
 	w.conn, w.rc, w.fd = nil, nil, -1
 }

@@ -45,6 +45,9 @@ func (w *Worker) burst(n int) {
 			b = b[l:]
 		}
 	}
+	// Counted before the verdicts release the packets: whoever sees a
+	// packet through sees it counted.
+	w.stats.Packets.Add(packets)
 	decided := w.now()
 	w.flushVerdicts()
 	end := w.now()
@@ -62,7 +65,6 @@ func (w *Worker) burst(n int) {
 func (w *Worker) message(b []byte, trunc bool, m *pktMsg, now int64) bool {
 	switch parseMsg(b, trunc, m) {
 	case msgPacket:
-		w.stats.Packets.Add(1)
 		if w.stopping {
 			w.drained++
 		}

@@ -26,7 +26,7 @@ import (
 // JSON lines. Requests:
 //
 //	{"op":"flows","filter":"FILTER"}   one line per flow, then {"end":true,"flows":N}
-//	{"op":"flush","filter":"FILTER"}   {"flushed":N}
+//	{"op":"flush","filter":"FILTER"}   {"flushed":N} ("all": every flow)
 //	{"op":"status"}                    one status object
 //
 // Errors are {"error":"..."}. The flows are walked by each queue's worker
@@ -171,8 +171,8 @@ func (d *runDaemon) controlConn(ctx context.Context, c net.Conn) {
 		fail("bad request: %v", err)
 		return
 	}
-	var filter flowfilter.Filter
-	if req.Filter != "" {
+	var filter flowfilter.Filter // "" and "all": every flow
+	if req.Filter != "" && req.Filter != "all" {
 		if filter, err = flowfilter.Parse(req.Filter, true); err != nil {
 			fail("%v", err)
 			return

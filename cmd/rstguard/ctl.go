@@ -126,16 +126,8 @@ func cmdFlows(args []string) int {
 			fmt.Fprintln(os.Stderr, `rstguard flows flush: give a FILTER, or "all" to remove every flow`)
 			return 2
 		}
-		if filter == "all" {
-			filter = "net 0.0.0.0/0"
-			if err := cf.ask(ctlRequest{Op: "flush", Filter: filter}, func([]byte) error { return nil }); err != nil {
-				fmt.Fprintf(os.Stderr, "rstguard flows flush: %v\n", err)
-				return 1
-			}
-			filter = "net ::/0"
-		}
 	}
-	if filter != "" {
+	if filter != "" && filter != "all" {
 		if _, err := flowfilter.Parse(filter, true); err != nil {
 			fmt.Fprintf(os.Stderr, "rstguard flows: %v\n", err)
 			return 2

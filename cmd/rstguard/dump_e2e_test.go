@@ -32,7 +32,7 @@ func TestControlDumpUnderLoadE2E(t *testing.T) {
 	dir := t.TempDir()
 	l := newE2ELab(ctx, t)
 	l.bin = filepath.Join(dir, "rstguard")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", l.bin, ".").CombinedOutput(); err != nil {
+	if out, err := execGoBuild(ctx, l.bin); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	l.cfgPath = filepath.Join(dir, "config.toml")

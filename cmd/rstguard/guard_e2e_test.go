@@ -61,7 +61,7 @@ func TestShippedRulesE2E(t *testing.T) {
 	delivered := l.countForgedDelivered(ctx)
 
 	l.bin = filepath.Join(dir, "rstguard")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", l.bin, ".").CombinedOutput(); err != nil {
+	if out, err := execGoBuild(ctx, l.bin); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	example, err := os.ReadFile("../../config.example.toml")

@@ -135,9 +135,6 @@ func (d *runDaemon) setRunning(cfg *config.Config, file string, restartPending [
 		names[i] = o.Name
 	}
 	d.proc.OverrideNames.Store(&names)
-	for _, w := range d.workers {
-		w.SetMonitor(cfg.Policy.Mode == "monitor")
-	}
 	d.cfgNow.Store(&runningConfig{file: file, hash: fileHash(file), summary: cfg.Summary(), restart: restartPending,
 		flowLimit: cfg.TableConfig(len(cfg.Queue.Numbers)).MaxFlows})
 }
@@ -231,6 +228,7 @@ func queueConfig(cfg *config.Config, q uint16) nfq.Config {
 		MarkAccept:  nfqMark(cfg.Queue.MarkAccept),
 		MarkDrop:    nfqMark(cfg.Queue.MarkDrop),
 		Judged:      judgedMark(cfg),
+		Monitor:     cfg.Policy.Mode == "monitor",
 	}
 }
 
@@ -500,6 +498,7 @@ func (d *runDaemon) reload() {
 	for _, w := range d.workers {
 		w.Reconfigure(pc, tc, nfqMark(cfg.Queue.MarkAccept), nfqMark(cfg.Queue.MarkDrop), cfg.Log.RateLimit, cfg.Log.Burst)
 		w.SetJudged(judgedMark(cfg))
+		w.SetMonitor(cfg.Policy.Mode == "monitor")
 	}
 	d.logs.set(cfg.Log.Format, cfg.SlogLevel())
 	d.cfg = cfg

@@ -599,8 +599,7 @@ func TestDaemonE2E(t *testing.T) {
 	dir := t.TempDir()
 	l := newE2ELab(ctx, t)
 	l.bin = filepath.Join(dir, "rstguard")
-	build := exec.CommandContext(ctx, "go", "build", "-o", l.bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
+	if out, err := execGoBuild(ctx, l.bin); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	l.cfgPath = filepath.Join(dir, "config.toml")
@@ -898,6 +897,13 @@ func TestDaemonE2E(t *testing.T) {
 		t.Fatalf("after a flush the next packet must pick the flow up: %+v", fs)
 	}
 	c3.Close()
+	// flush all removes every flow, in one request.
+	if out := run(ctx, t, l.bin, "flows", "flush", "--socket", e2eControl, "all"); !regexp.MustCompile(`^[1-9]\d* flows flushed\n$`).MatchString(out) {
+		t.Fatalf("flush all: %q", out)
+	}
+	if out := run(ctx, t, l.bin, "flows", "--json", "--socket", e2eControl); !strings.HasPrefix(out, `{"end":true,"flows":0}`) {
+		t.Fatalf("flows after flush all: %q", out)
+	}
 	if !l.nft {
 		// A rule of ours sending to queue 9, which no worker binds.
 		run(ctx, t, "ip", "netns", "exec", l.gw, "iptables", "-t", "mangle", "-A", "FORWARD", "-p", "udp",

@@ -25,36 +25,11 @@ const nspawnDebVersion = "0.0.0+nspawn"
 // conffile; dpkg --purge removes the configuration and the runtime
 // directory. Gated like TestSystemdUnit (root, the tools, RSTGUARD_E2E=1).
 func TestDebUnderSystemd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root to boot a systemd-nspawn container; run: sudo env RSTGUARD_E2E=1 go test ./deploy/nspawn/")
-	}
-	needTool(t, "systemd-nspawn", "systemd-container")
-	needTool(t, "mmdebstrap", "mmdebstrap")
-	needTool(t, "nsenter", "util-linux")
-	needTool(t, "make", "make")
-	needTool(t, "dpkg-deb", "dpkg")
-	needTool(t, "go", "golang")
-	if _, err := os.Stat("/proc/net/netfilter/nfnetlink_queue"); err != nil {
-		skipOrFail(t, "nfnetlink_queue is not loaded and a container cannot load it: modprobe nfnetlink_queue (%v)", err)
-	}
-	if !e2e() {
-		t.Skip("boots systemd in a systemd-nspawn container: " +
-			"run flock /tmp/rstguard-netns.lock env RSTGUARD_E2E=1 go test -count=1 -v -run TestDebUnderSystemd ./deploy/nspawn/")
-	}
 	start := time.Now()
-	tb := &table{t: t}
+	tb, repo, work, root, _ := containerSetup(t, "rstguard-nspawn-deb-",
+		"flock /tmp/rstguard-netns.lock env RSTGUARD_E2E=1 go test -count=1 -v -run TestDebUnderSystemd ./deploy/nspawn/",
+		[2]string{"make", "make"}, [2]string{"dpkg-deb", "dpkg"})
 	defer tb.print()
-
-	repo, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := cachedRoot(t, tb)
-	work, err := os.MkdirTemp("", "rstguard-nspawn-deb-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := overlay(t, cache, work)
 
 	t0 := time.Now()
 	debDir := filepath.Join(work, "deb")
