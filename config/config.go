@@ -35,6 +35,29 @@ type Config struct {
 	Guard     Guard     `toml:"guard"`
 	Events    Events    `toml:"events"`
 	Control   Control   `toml:"control"`
+	Injection Injection `toml:"injection"`
+}
+
+// Injection is [injection]: what rstguard does about resets that pass
+// every window check but may have been forged by an observer on the path,
+// who sees the sequence numbers (Weaver, Sommer, Paxson, "Detecting Forged
+// TCP Reset Packets", NDSS 2009).
+type Injection struct {
+	// Mode is "off" (no checks), "log" (accepted resets are checked after
+	// the fact against what followed, counted and logged) or "hold" (a
+	// reset that passed every other check waits in the queue for up to
+	// MaxHold; if its purported sender shows it did not reset, the reset
+	// is dropped as rst_injected).
+	Mode string `toml:"mode"`
+	// TTLTolerance is how many hops a reset's IP TTL (hop limit) may differ
+	// from its claimed sender's other packets before that counts as
+	// evidence (never as a reason to drop on its own).
+	TTLTolerance int `toml:"ttl_tolerance"`
+	// MaxHold is how long "hold" keeps a reset.
+	MaxHold time.Duration `toml:"max_hold"`
+	// MaxHeld bounds the resets held at once per queue; when full, new
+	// resets are judged without a hold (counted).
+	MaxHeld int `toml:"max_held"`
 }
 
 // Guard is [guard]: how rstguard and the shipped firewall rules keep resets
@@ -186,6 +209,9 @@ const (
 	DefaultLogBurst            = 20
 	DefaultEventRing           = 1 << 16
 	DefaultControlSocket       = "/run/rstguard/control.sock"
+	DefaultTTLTolerance        = 2
+	DefaultMaxHold             = 50 * time.Millisecond
+	DefaultMaxHeld             = 1024
 )
 
 // Limits enforced on values.
@@ -206,6 +232,9 @@ const (
 	MinEventRing                   = 1 << 10
 	MaxEventRing                   = 1 << 22
 	MaxLogRateLimit        float64 = 1e6
+	MinMaxHold                     = time.Millisecond
+	MaxMaxHold                     = time.Second
+	MaxMaxHeld                     = 1 << 16
 )
 
 // Default returns the built-in configuration: what an empty file gives.
@@ -235,6 +264,12 @@ func Default() *Config {
 		Guard:   Guard{JudgedMark: MaskedMark{Value: JudgedBit, Mask: JudgedBit}},
 		Events:  Events{RingSize: DefaultEventRing},
 		Control: Control{Socket: DefaultControlSocket},
+		Injection: Injection{
+			Mode:         "log",
+			TTLTolerance: DefaultTTLTolerance,
+			MaxHold:      DefaultMaxHold,
+			MaxHeld:      DefaultMaxHeld,
+		},
 		Log: Log{
 			Level:     "info",
 			Format:    LogFormatAuto,
@@ -255,6 +290,16 @@ func (c *Config) PolicyConfig() policy.Config {
 	pc.DropUnknownFlowRST = c.Policy.UnknownFlowRST == "drop"
 	pc.DropOutOfWindow = c.Policy.DropOutOfWindow
 	pc.Overrides = c.Policy.Overrides
+	switch c.Injection.Mode {
+	case "off":
+		pc.Injection.Mode = policy.InjectionOff
+	case "hold":
+		pc.Injection.Mode = policy.InjectionHold
+	default:
+		pc.Injection.Mode = policy.InjectionLog
+	}
+	pc.Injection.TTLTolerance = uint8(c.Injection.TTLTolerance)
+	pc.Injection.MaxHold = int64(c.Injection.MaxHold)
 	return pc
 }
 
@@ -313,6 +358,11 @@ func (c *Config) Summary() string {
 	if c.Policy.Mode == "monitor" {
 		b.WriteString("; mode=monitor (nothing is dropped)")
 	}
+	fmt.Fprintf(&b, "; injection %s (ttl_tolerance=%d", c.Injection.Mode, c.Injection.TTLTolerance)
+	if c.Injection.Mode == "hold" {
+		fmt.Fprintf(&b, " max_hold=%v max_held=%d", c.Injection.MaxHold, c.Injection.MaxHeld)
+	}
+	b.WriteString(")")
 	if n := len(c.Policy.Overrides); n > 0 {
 		fmt.Fprintf(&b, "; %d [[policy.override]]", n)
 	}

@@ -192,12 +192,12 @@ func TestParseInvalid(t *testing.T) {
 		{"burst zero", "[log]\nburst = 0", 2, "[log] burst", "0 is out of range; use an integer from 1"},
 		{"burst float", "[log]\nburst = 2.5", 2, "[log] burst", "must be an integer"},
 		// Unknown keys and sections.
-		{"unknown top-level", "# c\n\nverbose = true", 3, "verbose", "unknown key; keys go in one of the sections [queue], [conntrack], [policy], [metrics], [log], [guard], [control] and [events]"},
+		{"unknown top-level", "# c\n\nverbose = true", 3, "verbose", "unknown key; keys go in one of the sections [queue], [conntrack], [policy], [metrics], [log], [guard], [control], [injection] and [events]"},
 		{"key outside its section", "[log]\nlevel = \"info\"\n[queue]\nmax_flows = 5000", 4, "[queue] max_flows", "max_flows belongs in [conntrack]"},
 		{"top-level key of a section", "rst_mode = \"exact\"", 1, "rst_mode", "rst_mode belongs in [policy]"},
 		{"unknown in section", "[policy]\nrst_mode = \"exact\"\n\n  rst_mdoe = \"exact\"", 4, "[policy] rst_mdoe", `did you mean "rst_mode"? the keys of [policy] are mode, override, rst_mode, unknown_flow_rst and drop_out_of_window`},
 		{"unknown in subsection", "[conntrack.timeouts]\nsyn_sent = 5\nsynsent = 5", 3, "[conntrack.timeouts] synsent", `did you mean "syn_sent"?`},
-		{"unknown section", "[queue]\nnumbers = [0]\n[queues]\nx = 1", 3, "[queues]", "unknown section; the sections are [queue], [conntrack], [policy], [metrics], [log], [guard], [control] and [events]"},
+		{"unknown section", "[queue]\nnumbers = [0]\n[queues]\nx = 1", 3, "[queues]", "unknown section; the sections are [queue], [conntrack], [policy], [metrics], [log], [guard], [control], [injection] and [events]"},
 		{"unknown subsection", "[conntrack]\n[conntrack.timeout]\nsyn_sent = 1", 2, "[conntrack.timeout]", "unknown table"},
 		{"unknown in inline table", "[conntrack]\ntimeouts = { syn_sent = 5,\n  bogus = 1 }", 3, "[conntrack.timeouts] bogus", "the keys of [conntrack.timeouts] are syn_sent"},
 		{"unknown dotted", "policy.modes = \"exact\"", 1, "[policy] modes", "unknown key"},
@@ -406,6 +406,7 @@ func TestPolicyConfig(t *testing.T) {
 	for _, tt := range tests {
 		c := Default()
 		c.Policy = tt.pol
+		tt.want.Injection = policy.DefaultConfig().Injection
 		if got := c.PolicyConfig(); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("PolicyConfig(%+v) = %+v, want %+v", tt.pol, got, tt.want)
 		}

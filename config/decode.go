@@ -126,8 +126,14 @@ func enumKey(name string, allowed []string, field func(*Config) *string) *node {
 // durationKey decodes a timeout: a Go duration string ("120s", "5m",
 // "120h") or an integer number of seconds, from MinTimeout to MaxTimeout.
 func durationKey(name string, field func(*Config) *time.Duration) *node {
+	return durationRangeKey(name, MinTimeout, MaxTimeout, "a timeout from 1s to 8760h (365 days)", field)
+}
+
+// durationRangeKey decodes a duration string or an integer number of
+// seconds from lo to hi (range says so in the message).
+func durationRangeKey(name string, lo, hi time.Duration, rangeText string, field func(*Config) *time.Duration) *node {
 	return &node{name: name, decode: func(d *decoder, path []string, v any, c *Config) {
-		const how = `use a duration such as "120s", "30m" or "120h" (Go syntax: units ns, us, ms, s, m, h; no "d", write 5 days as "120h") or an integer number of seconds`
+		const how = `use a duration such as "50ms", "120s", "30m" or "120h" (Go syntax: units ns, us, ms, s, m, h; no "d", write 5 days as "120h") or an integer number of seconds`
 		var dur time.Duration
 		switch v := v.(type) {
 		case string:
@@ -137,8 +143,8 @@ func durationKey(name string, field func(*Config) *time.Duration) *node {
 				return
 			}
 		case int64:
-			if v < 0 || v > int64(MaxTimeout/time.Second) {
-				d.errorf(path, "%d seconds is out of range; use %d to %d seconds", v, int64(MinTimeout/time.Second), int64(MaxTimeout/time.Second))
+			if v < 0 || v > int64(hi/time.Second) {
+				d.errorf(path, "%d seconds is out of range; use %s", v, rangeText)
 				return
 			}
 			dur = time.Duration(v) * time.Second
@@ -146,8 +152,8 @@ func durationKey(name string, field func(*Config) *time.Duration) *node {
 			d.errorf(path, "must be a duration, not %s; %s", describe(v), how)
 			return
 		}
-		if dur < MinTimeout || dur > MaxTimeout {
-			d.errorf(path, "%v is out of range; use a timeout from 1s to 8760h (365 days)", dur)
+		if dur < lo || dur > hi {
+			d.errorf(path, "%v is out of range; use %s", dur, rangeText)
 			return
 		}
 		*field(c) = dur

@@ -161,6 +161,7 @@ func TestEveryKeySetsItsField(t *testing.T) {
 		"metrics.listen": `":1"`, "log.level": `"debug"`, "log.format": `"json"`, "log.rate_limit": "1.5", "log.burst": "2",
 		"guard.judged_mark": `"0x8/0x8"`,
 		"control.socket":    `"/tmp/c.sock"`, "events.path": `"/tmp/e.jsonl"`, "events.journal": "true", "events.ring_size": "2048",
+		"injection.mode": `"hold"`, "injection.ttl_tolerance": "5", "injection.max_hold": `"20ms"`, "injection.max_held": "64",
 	}
 	for _, k := range []string{"syn_sent", "syn_recv", "established", "fin_wait", "close_wait", "last_ack", "time_wait", "closed"} {
 		values["conntrack.timeouts."+k] = `"3s"`

@@ -124,6 +124,15 @@ func buildSchema() *node {
 				decodeAbsPath(d, path, v, &c.Control.Socket, DefaultControlSocket)
 			}},
 		}},
+		{name: "injection", children: []*node{
+			enumKey("mode", []string{"off", "log", "hold"}, func(c *Config) *string { return &c.Injection.Mode }),
+			intKey("ttl_tolerance", 0, 64, " (hops a reset's TTL may differ from its sender's before it counts as evidence)",
+				func(c *Config) *int { return &c.Injection.TTLTolerance }),
+			durationRangeKey("max_hold", MinMaxHold, MaxMaxHold, "from 1ms to 1s",
+				func(c *Config) *time.Duration { return &c.Injection.MaxHold }),
+			intKey("max_held", 1, MaxMaxHeld, " (resets held at once per queue)",
+				func(c *Config) *int { return &c.Injection.MaxHeld }),
+		}},
 		{name: "events", children: []*node{
 			{name: "path", decode: func(d *decoder, path []string, v any, c *Config) {
 				decodeAbsPath(d, path, v, &c.Events.Path, "/var/log/rstguard/events.jsonl")

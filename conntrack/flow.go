@@ -129,6 +129,14 @@ type Flow struct {
 	flags    FlowFlags
 	// initSide is the Key side of the initiator.
 	initSide Side
+	// held is non-zero while resets of the flow are held in the queue
+	// (policy's [injection] mode = "hold"): the token of that hold, with
+	// heldN resets in it; the first one's sequence number and direction are
+	// kept in rstSeq and rstDir (free until the flow is closed).
+	heldN uint8
+	held  uint32
+	// rstAt is when the reset that closed the flow was accepted.
+	rstAt int64
 
 	created    int64  // ns, when the flow was inserted
 	lastSeen   int64  // ns, of the last accepted packet
@@ -155,6 +163,16 @@ func (f *Flow) RSTSeq() seqnum.Value { return f.rstSeq }
 // RSTDir returns the direction the reset that closed the flow was sent in.
 func (f *Flow) RSTDir() Dir { return f.rstDir }
 
+// RSTAt returns when the reset that closed the flow was accepted.
+func (f *Flow) RSTAt() int64 { return f.rstAt }
+
+// Held returns the token of the hold the flow's resets are in (0: none),
+// how many resets it holds, and the direction and sequence number of the
+// first one.
+func (f *Flow) Held() (token uint32, n uint8, d Dir, seq seqnum.Value) {
+	return f.held, f.heldN, f.rstDir, f.rstSeq
+}
+
 // SYNFlags returns the ECN/reserved bits of the initiator's SYN (valid iff
 // FlowSYNFlagged).
 func (f *Flow) SYNFlags() packet.Flags { return f.synFlags }
@@ -172,5 +190,5 @@ func (f *Flow) LastSeen() int64 { return f.lastSeen }
 // and times): two snapshots are equal iff the tracked TCP state is.
 func (f *Flow) Snapshot() Flow {
 	return Flow{key: f.key, peers: f.peers, rstSeq: f.rstSeq, rstState: f.rstState, rstDir: f.rstDir, synFlags: f.synFlags,
-		state: f.state, flags: f.flags, initSide: f.initSide}
+		state: f.state, flags: f.flags, initSide: f.initSide, held: f.held, heldN: f.heldN, rstAt: f.rstAt}
 }

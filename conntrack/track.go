@@ -287,17 +287,26 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 	st := f.state
 	if st == StateClosed {
 		// The connection was reset; stragglers pass and change nothing.
-		// But new data in the window after the reset proves the endpoint
-		// did not honour it (a RFC 5961 host answers an inexact reset with
-		// a challenge ACK and goes on): the flow is revived, so that its
-		// later resets are judged against its real windows, not against
-		// the ones frozen at the reset.
-		ok, _ := f.inWindow(p, d)
-		if ok && p.PayloadLen > 0 && f.peers[d].end.LessThan(p.Seq.Add(p.SegLen())) &&
-			f.peers[d].flags&f.peers[d^1].flags&PeerACK != 0 {
+		// But a segment that continues the sequence space after the reset
+		// proves the endpoints did not honour it (a RFC 5961 host answers
+		// an inexact reset with a challenge ACK and goes on; a reset
+		// injected on the path was never seen by its purported sender):
+		// new data in the window, or an ACK beyond the sender's last one,
+		// from a side that had acknowledged before. The flow is revived
+		// with its real windows, in the state its handshake and FINs say,
+		// so that its later resets are judged against them, not against
+		// the ones frozen at the reset, and it keeps its state's timeout
+		// instead of expiring into a pickup.
+		if f.continues(p, d) {
 			f.update(p, d)
 			t.stats.Revived[f.rstState].Add(1)
-			t.touch(slot, f.closingState(), now)
+			f.held, f.heldN = 0, 0
+			if f.rstState == StateSynRecv {
+				t.touch(slot, StateSynRecv, now)
+				t.advanceHandshake(slot, now)
+			} else {
+				t.touch(slot, f.closingState(), now)
+			}
 			return ResultTracked
 		}
 		t.touch(slot, st, now)
@@ -334,14 +343,57 @@ func (t *Table) Segment(slot uint32, d Dir, p *packet.Parsed, now int64) Result 
 }
 
 // Reset records a reset the caller accepted, sent in direction d: slot's
-// flow is closed, at the reset's sequence number seq.
+// flow is closed, at the reset's sequence number seq. A hold of the flow's
+// resets ends.
 func (t *Table) Reset(slot uint32, d Dir, seq seqnum.Value, now int64) {
 	f := t.Flow(slot)
-	f.rstSeq, f.rstDir = seq, d
+	f.rstSeq, f.rstDir, f.rstAt = seq, d, now
+	f.held, f.heldN = 0, 0
 	if f.state != StateClosed {
 		f.rstState = f.state
 	}
 	t.touch(slot, StateClosed, now)
+}
+
+// Hold records that a reset the caller judged valid, sent in direction d
+// at sequence number seq, is held (not yet let through) under token: the
+// flow is left as it is, as for a packet not let through. A further reset
+// held in the same hold is counted (at most 255).
+func (t *Table) Hold(slot uint32, d Dir, seq seqnum.Value, token uint32) {
+	f := t.Flow(slot)
+	if f.held != token {
+		f.held, f.heldN, f.rstDir, f.rstSeq = token, 0, d, seq
+	}
+	if f.heldN < 255 {
+		f.heldN++
+	}
+}
+
+// Unhold ends the hold of slot's flow without closing it (its resets
+// were dropped); it returns how many resets the hold had.
+func (t *Table) Unhold(slot uint32) uint8 {
+	f := t.Flow(slot)
+	n := f.heldN
+	f.held, f.heldN = 0, 0
+	return n
+}
+
+// continues reports whether p, a segment without SYN or RST sent in
+// direction d, continues d's sequence space: it is in the window and
+// carries data beyond what d had sent, or acknowledges more than d had
+// (d must have acknowledged before: a side's first ACK has no baseline).
+func (f *Flow) continues(p *packet.Parsed, d Dir) bool {
+	s := &f.peers[d]
+	if s.flags&PeerACK == 0 || p.Flags&packet.ACK == 0 {
+		return false
+	}
+	if ok, _ := f.inWindow(p, d); !ok {
+		return false
+	}
+	if p.SegLen() > 0 && s.end.LessThan(p.Seq.Add(p.SegLen())) {
+		return true
+	}
+	return s.ack.LessThan(p.Ack)
 }
 
 // closingState derives the state of a synchronized flow from its FIN flags

@@ -36,6 +36,8 @@ type Engine struct {
 	stats   Stats
 	detail  Decision // the decision being made (owning goroutine only)
 	packets uint32   // decisions since the last reap
+	hold    HoldState
+	tokens  uint32 // the last hold token given
 }
 
 type pendingConfig struct {
@@ -63,25 +65,25 @@ type Decision struct {
 	SYNFlags packet.Flags
 	// TTLMismatch: the packet is a reset whose IP TTL (hop limit) differs
 	// from the baseline of the side it claims to come from by more than
-	// TTLTolerance, the mark of a reset injected on the path (Weaver,
-	// Sommer, Paxson, NDSS 2009). Counted, not acted on.
+	// [injection] ttl_tolerance, the mark of a reset injected on the path
+	// (Weaver, Sommer, Paxson, NDSS 2009). Evidence, never a verdict.
 	TTLMismatch bool
-}
-
-// TTLTolerance is how far a side's TTL may drift from its baseline (a
-// route change, a different path for a retransmission) before a reset
-// claiming to come from it counts as a TTL mismatch.
-const TTLTolerance = 4
-
-// ttlMismatch reports whether ttl is outside the tolerance around the
-// first and latest TTL of what side s sent (nothing seen: no baseline).
-func ttlMismatch(s *conntrack.Peer, ttl uint8) bool {
-	if s.Flags()&conntrack.PeerSeen == 0 {
-		return false
-	}
-	first, last := s.TTL()
-	near := func(b uint8) bool { return int(ttl) >= int(b)-TTLTolerance && int(ttl) <= int(b)+TTLTolerance }
-	return !near(first) && !near(last)
+	// Signals is the evidence of injection this packet gave ([injection]
+	// mode "log" or "hold"): about itself (a reset's TTL, a second reset
+	// at another number) or about the flow's earlier reset (its purported
+	// sender went on). Signal is the first of them; Expected and Seen are
+	// its values for the log line (sequence or acknowledgement numbers, or
+	// TTLs).
+	Signals        Signals
+	Signal         Signal
+	Expected, Seen uint32
+	// HoldToken, when Verdict is Hold, identifies the hold (HeldOf).
+	HoldToken uint32
+	// Injected, when non-zero, is the token of a hold this packet
+	// contradicted: the driver drops the InjectedN resets it holds under
+	// it (rst_injected, already counted).
+	Injected  uint32
+	InjectedN uint8
 }
 
 // Amortised reaping: every reapEvery packets the engine removes up to
@@ -127,12 +129,17 @@ func (e *Engine) Decide(p *packet.Parsed, now int64) Decision {
 	}
 	e.detail = Decision{}
 	r := e.decide(p, now)
-	e.stats.Reasons[r].Add(1)
+	e.detail.Verdict, e.detail.Reason = r.Verdict(), r
+	if e.detail.HoldToken != 0 {
+		// Counted when it is released or dropped.
+		e.detail.Verdict = Hold
+	} else {
+		e.stats.Reasons[r].Add(1)
+	}
 	if e.packets++; e.packets >= reapEvery {
 		e.packets = 0
 		e.table.Reap(now, reapBudget)
 	}
-	e.detail.Verdict, e.detail.Reason = r.Verdict(), r
 	return e.detail
 }
 
@@ -183,25 +190,71 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	e.detail.Initiator = d == conntrack.Original
 	e.selectSettings(p, d, true)
 	if p.Flags&packet.RST != 0 {
-		// Judged against the flow as it is; an accepted reset closes it.
-		r := ReasonRSTNotValidated
-		if !e.set.noValidate {
-			r = e.checkRST(f, d, p)
-		}
-		o := OutcomeDropped
-		if r.Verdict() == Accept {
-			o = OutcomeAccepted
-			e.table.Reset(slot, d, p.Seq, now)
-		}
-		e.stats.Resets[st][o].Add(1)
-		if ttlMismatch(f.Peer(d), p.TTL) {
-			e.detail.TTLMismatch = true
-			e.stats.TTLMismatch[o].Add(1)
-		}
-		return r
+		return e.handleRST(f, slot, d, p, st, now)
 	}
+	if e.cfg.Injection.Mode == InjectionOff {
+		if p.Flags&packet.SYN != 0 {
+			return e.handleSYN(f, slot, d, p, now)
+		}
+		return e.reason(e.table.Segment(slot, d, p, now))
+	}
+	// Evidence about the flow's reset, held or accepted: what its
+	// purported sender does next.
+	s := f.Peer(d)
+	end, ack := s.End(), s.Ack()
+	var r Reason
 	if p.Flags&packet.SYN != 0 {
-		return e.handleSYN(f, slot, d, p, now)
+		r = e.handleSYN(f, slot, d, p, now)
+	} else {
+		r = e.reason(e.table.Segment(slot, d, p, now))
 	}
-	return e.reason(e.table.Segment(slot, d, p, now))
+	if st == conntrack.StateClosed && f.State() != conntrack.StateClosed && d == f.RSTDir() {
+		// The flow was revived by its reset's own sender (conntrack's
+		// Segment and SYN).
+		if p.Flags&packet.SYN != 0 {
+			e.signal(SignalSynAckAfterRefusal, uint32(f.RSTSeq()), uint32(p.Seq))
+		} else {
+			e.signal(SignalTalkedAfterReset, uint32(f.RSTSeq()), uint32(p.Seq))
+		}
+	} else if r.Verdict() == Accept {
+		e.contradicts(f, slot, d, st, end, ack, p.Flags&packet.SYN != 0)
+	}
+	return r
+}
+
+// handleRST judges a reset sent in direction d of slot's flow f (state st)
+// against the flow as it is; an accepted reset closes it, a held one
+// leaves it as it is.
+func (e *Engine) handleRST(f *conntrack.Flow, slot uint32, d conntrack.Dir, p *packet.Parsed, st conntrack.State, now int64) Reason {
+	r := ReasonRSTNotValidated
+	if !e.set.noValidate {
+		r = e.checkRST(f, d, p)
+	}
+	o := OutcomeDropped
+	if r.Verdict() == Accept {
+		o = OutcomeAccepted
+	}
+	mis, base := ttlMismatch(f.Peer(d), p.TTL, e.cfg.Injection.TTLTolerance)
+	if mis {
+		e.detail.TTLMismatch = true
+		e.stats.TTLMismatch[o].Add(1)
+	}
+	if e.cfg.Injection.Mode != InjectionOff && o == OutcomeAccepted && r != ReasonRSTNotValidated {
+		if mis {
+			e.signal(SignalTTLMismatch, uint32(base), uint32(p.TTL))
+		}
+		if tok, _, hd, seq := f.Held(); tok != 0 && hd == d && seq != p.Seq {
+			e.signal(SignalResetSeqChanged, uint32(seq), uint32(p.Seq))
+		} else if st == conntrack.StateClosed && d == f.RSTDir() && p.Seq != f.RSTSeq() && now-f.RSTAt() < ResetSeqWindow {
+			e.signal(SignalResetSeqChanged, uint32(f.RSTSeq()), uint32(p.Seq))
+		}
+		if e.holdRST(f, slot, d, p, st) {
+			return r
+		}
+	}
+	if o == OutcomeAccepted {
+		e.table.Reset(slot, d, p.Seq, now)
+	}
+	e.stats.Resets[st][o].Add(1)
+	return r
 }

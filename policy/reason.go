@@ -8,6 +8,10 @@ type Verdict uint8
 const (
 	Accept Verdict = iota
 	Drop
+	// Hold: the packet is a reset that passed every check, held for
+	// [injection] mode = "hold" (Decision.HoldToken): the driver gives its
+	// verdict later, from Engine.Release or a later Decision.Injected.
+	Hold
 )
 
 func (v Verdict) String() string {
@@ -16,6 +20,8 @@ func (v Verdict) String() string {
 		return "accept"
 	case Drop:
 		return "drop"
+	case Hold:
+		return "hold"
 	default:
 		return "verdict(" + strconv.Itoa(int(v)) + ")"
 	}
@@ -49,6 +55,7 @@ const (
 	ReasonRSTOutOfWindow   // a reset whose sequence number is outside the receiver's window (RFC 9293 3.10.7.4)
 	ReasonRSTNotExact      // rst_mode = "exact": in the window but not at an exact position (RFC 5961 3.2)
 	ReasonSYNInWindow      // rst_mode = "exact": a SYN inside the receiver's window of a synchronized flow (RFC 5961 4)
+	ReasonRSTInjected      // [injection] mode = "hold": a held reset whose purported sender went on as if it had not reset
 	ReasonOutOfWindow      // a non-reset segment outside the window, drop_out_of_window = true
 	ReasonMalformed        // truncated or inconsistent headers
 
@@ -75,6 +82,7 @@ var reasonNames = [NumReasons]string{
 	ReasonRSTOutOfWindow:        "rst_out_of_window",
 	ReasonRSTNotExact:           "rst_not_exact",
 	ReasonSYNInWindow:           "syn_in_window",
+	ReasonRSTInjected:           "rst_injected",
 	ReasonOutOfWindow:           "out_of_window",
 	ReasonMalformed:             "malformed",
 }

@@ -16,6 +16,15 @@ type Stats struct {
 	// TTLMismatch counts resets of tracked flows whose TTL is off the
 	// claimed sender's baseline (Decision.TTLMismatch), by outcome.
 	TTLMismatch [NumOutcomes]atomic.Uint64
+	// Injection counts the evidence of injected resets, by signal.
+	Injection [NumSignals]atomic.Uint64
+	// Held counts the resets [injection] mode = "hold" held, by how their
+	// hold ended (accepted: nothing contradicted them; dropped:
+	// rst_injected).
+	Held [NumOutcomes]atomic.Uint64
+	// HoldFull counts valid resets judged without a hold because the
+	// driver had no room for another held packet ([injection] max_held).
+	HoldFull atomic.Uint64
 	// SYNs (and SYN-ACKs) carrying ECN or reserved bits, by bit.
 	FlaggedSYNs [NumSYNFlags]atomic.Uint64
 	// Reloads applied.

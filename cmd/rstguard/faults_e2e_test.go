@@ -366,7 +366,7 @@ var configFaults = []struct {
 	{"bad value", "[policy]\nrst_mode = \"strict\"\n", 2, "[policy] rst_mode",
 		`[policy] rst_mode: "strict" is not a valid value; use "window" or "exact"`},
 	{"bad duration", "[conntrack.timeouts]\nestablished = \"5d\"\n", 2, "[conntrack.timeouts] established",
-		`[conntrack.timeouts] established: "5d" is not a duration; use a duration such as "120s", "30m" or "120h" (Go syntax: units ns, us, ms, s, m, h; no "d", write 5 days as "120h") or an integer number of seconds`},
+		`[conntrack.timeouts] established: "5d" is not a duration; use a duration such as "50ms", "120s", "30m" or "120h" (Go syntax: units ns, us, ms, s, m, h; no "d", write 5 days as "120h") or an integer number of seconds`},
 	{"conflicting marks", "[queue]\nmark_accept = 2\nmark_drop = 2\n", 3, "[queue] mark_drop",
 		`[queue] mark_drop: equals mark_accept (0x2), so a firewall rule could not tell dropped packets from accepted ones; use two different marks`},
 	{"queue twice", "[queue]\nnumbers = [7, 7]\n", 2, "[queue] numbers",

@@ -548,6 +548,9 @@ var restartKeys = []struct {
 		func(d, r *config.Config) { d.Events.Journal = r.Events.Journal }},
 	{"[events] ring_size", func(c *config.Config) string { return strconv.Itoa(c.Events.RingSize) },
 		func(d, r *config.Config) { d.Events.RingSize = r.Events.RingSize }},
+	// Each worker's ring of held resets is allocated at start.
+	{"[injection] max_held", func(c *config.Config) string { return strconv.Itoa(c.Injection.MaxHeld) },
+		func(d, r *config.Config) { d.Injection.MaxHeld = r.Injection.MaxHeld }},
 }
 
 // restartPending lists the restart-only keys whose value in cfg differs
