@@ -216,3 +216,24 @@ func (e *Engine) Release(h *Held, now int64) Decision {
 	e.stats.Held[OutcomeAccepted].Add(1)
 	return d
 }
+
+// AppendJSON appends ss as a JSON array of signal names in Signal order
+// (`["talked_after_reset","ttl_mismatch"]`): the "signals" field of the
+// replay and event-log lines.
+func (ss Signals) AppendJSON(b []byte) []byte {
+	b = append(b, '[')
+	first := true
+	for s := Signal(0); s < NumSignals; s++ {
+		if !ss.Has(s) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, signalNames[s]...)
+		b = append(b, '"')
+	}
+	return append(b, ']')
+}
