@@ -28,9 +28,10 @@ func (w *Worker) burst(n int) {
 	if w.held.n > 0 {
 		w.releaseExpired(start, false)
 	}
+	w.reapIdle(start)
 	if n == 0 {
 		w.flushVerdicts()
-		w.armHoldTimer()
+		w.armTimer()
 		return
 	}
 	w.busySince.Store(start)
@@ -59,7 +60,7 @@ func (w *Worker) burst(n int) {
 	w.stats.Packets.Add(packets)
 	decided := w.now()
 	w.flushVerdicts()
-	w.armHoldTimer()
+	w.armTimer()
 	end := w.now()
 	w.busySince.Store(0)
 	if packets > 0 {

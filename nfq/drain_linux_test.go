@@ -108,9 +108,13 @@ func startWorker(t *testing.T, cfg Config, opts Options) (w *Worker, stop func()
 }
 
 // startWorkerWith is startWorker with the engine's configuration pc.
-func startWorkerWith(t *testing.T, cfg Config, opts Options, pc policy.Config) (w *Worker, stop func(), runErr chan error) {
+func startWorkerWith(t *testing.T, cfg Config, opts Options, pc policy.Config, tc ...conntrack.Config) (w *Worker, stop func(), runErr chan error) {
 	t.Helper()
-	w = New(cfg, policy.NewEngine(pc, conntrack.DefaultConfig()), opts)
+	ct := conntrack.DefaultConfig()
+	if len(tc) > 0 {
+		ct = tc[0]
+	}
+	w = New(cfg, policy.NewEngine(pc, ct), opts)
 	ctx, stop := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	runErr = make(chan error, 1)

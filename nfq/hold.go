@@ -165,14 +165,18 @@ func (w *Worker) forgetHeld() {
 	w.stats.Held.Store(0)
 }
 
-// armHoldTimer sets the socket's read deadline to the oldest held reset's
-// deadline, so that an idle queue still ends its hold, or clears it when
-// nothing is held. It runs on the loop only, before serveCtl: a control
-// request's wake-up overwritten here is served right after it.
-func (w *Worker) armHoldTimer() {
+// armTimer sets the socket's read deadline to the next thing the loop must
+// do without a packet arriving: end the oldest hold, or the next idle reap
+// (reapTick) while the table holds flows. It clears it when there is
+// neither. It runs on the loop only, before serveCtl: a control request's
+// wake-up overwritten here is served right after it.
+func (w *Worker) armTimer() {
 	var want int64
 	if w.held.n > 0 {
 		want = w.held.at(0).deadline
+	}
+	if w.engine.Table().Len() > 0 && (want == 0 || w.nextReap < want) {
+		want = w.nextReap
 	}
 	if want == w.held.armed || w.stopping || w.awaitSeq != 0 || w.conn == nil {
 		return
@@ -183,6 +187,28 @@ func (w *Worker) armHoldTimer() {
 		return
 	}
 	w.conn.SetReadDeadline(w.opts.Epoch.Add(time.Duration(want)))
+}
+
+// Idle reaping: the engine removes expired flows as packets arrive; the
+// worker's timer also reaps every reapTick, so that an idle queue's table
+// (and rstguard_flows) empties as the timeouts say. A tick that used its
+// whole budget comes back after reapTickBusy.
+const (
+	reapTick      = time.Second
+	reapTickBusy  = 10 * time.Millisecond
+	reapTickBatch = 4096
+)
+
+// reapIdle runs the idle reap when it is due.
+func (w *Worker) reapIdle(now int64) {
+	if now < w.nextReap {
+		return
+	}
+	next := int64(reapTick)
+	if w.engine.Table().Reap(now, reapTickBatch) == reapTickBatch {
+		next = int64(reapTickBusy)
+	}
+	w.nextReap = now + next
 }
 
 // acceptSet is the packed policy mark of an accepted packet (none in

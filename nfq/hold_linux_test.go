@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rstguard/rstguard/conntrack"
 	"github.com/rstguard/rstguard/policy"
 )
 
@@ -22,7 +23,8 @@ const holdPort = 9998
 // released by the worker's own timer, with no other packet arriving: the
 // client sees the reset after max_hold, not before. Then a reset held with
 // a long max_hold is released at once when the worker stops (drain): no
-// packet stays held across a stop.
+// packet stays held across a stop. Last, an idle queue's expired flow is
+// reaped by the worker's timer (no packet needed).
 func TestHoldRealQueue(t *testing.T) {
 	if os.Getenv("RGD_HOLD_CHILD") == "1" {
 		holdChild(t)
@@ -134,5 +136,37 @@ func holdChild(t *testing.T) {
 	}
 	if n := w.engine.Stats().Held[policy.OutcomeAccepted].Load(); n != 1 {
 		t.Errorf("held accepted %d after the stop, want 1", n)
+	}
+
+	// Idle reaping: with no packet arriving, the worker's timer removes
+	// the closed flow once its timeout has passed.
+	tc := conntrack.DefaultConfig()
+	tc.Timeouts.Closed = 300 * time.Millisecond
+	pc.Injection.Mode = policy.InjectionLog
+	w, stop, runErr = startWorkerWith(t, Config{Queue: drainQueue, FailOpen: true, MaxQueueLen: 1024, CopyRange: 128}, Options{Logger: log}, pc, tc)
+	abortAndWait(t, nil)
+	flows := func() int64 {
+		var n int64
+		for i := range w.engine.Table().Stats().Flows {
+			n += w.engine.Table().Stats().Flows[i].Load()
+		}
+		return n
+	}
+	if n := flows(); n != 1 {
+		t.Errorf("%d flows after the abort, want 1", n)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for flows() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := flows(); n != 0 {
+		t.Errorf("%d flows 3 s after the closed timeout of 300 ms with the queue idle, want 0", n)
+	}
+	if n := w.engine.Table().Stats().Expired.Load(); n != 1 {
+		t.Errorf("expired %d, want 1", n)
+	}
+	stop()
+	if err := <-runErr; err != nil {
+		t.Fatal(err)
 	}
 }

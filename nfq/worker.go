@@ -125,8 +125,9 @@ type Worker struct {
 	vlen     int
 	last     policy.Decision // the last packet's decision (tests compare it with replay)
 
-	held   holdRing // held resets (hold.go)
-	noHold bool     // awaiting a configuration acknowledgement: hold nothing
+	held     holdRing // held resets (hold.go)
+	nextReap int64    // when the idle reap is next due (hold.go)
+	noHold   bool     // awaiting a configuration acknowledgement: hold nothing
 }
 
 type exitCause uint8
@@ -405,7 +406,7 @@ func (w *Worker) onError(err error) exitCause {
 		if !w.stopping {
 			// A wake-up: a control request, the stop request (the
 			// loop then begins the drain, which sets its own
-			// deadline), or the end of a hold.
+			// deadline), the end of a hold or an idle reap.
 			w.held.armed = -1 // whatever it was, set it again
 			w.burst(0)
 			w.serveCtl()
