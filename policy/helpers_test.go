@@ -35,8 +35,9 @@ type conv struct {
 	cISN, sISN uint32
 	cNxt, sNxt uint32
 
-	// last is the engine's decision for the last segment sent.
-	last Decision
+	// last is the engine's decision for the last segment sent; heldD the
+	// last one that held a reset (injection_test.go).
+	last, heldD Decision
 }
 
 func newConv(t *testing.T, pc Config) *conv {
