@@ -54,7 +54,10 @@ func TestHoldDecisions(t *testing.T) {
 			// reset from its purported sender.
 			"injected at RCV.NXT, then the server's data: rst_injected", []step{
 				func(c *conv) { c.handshake(cISN, sISN, 502, 509, 7, 7); c.data(true, 100, 502) },
-				func(c *conv) { c.fromServer(seg{flags: packet.RST | packet.ACK, seq: c.sNxt, ack: c.cNxt, ttl: 60}); c.held("forged reset") },
+				func(c *conv) {
+					c.fromServer(seg{flags: packet.RST | packet.ACK, seq: c.sNxt, ack: c.cNxt, ttl: 60})
+					c.held("forged reset")
+				},
 				func(c *conv) {
 					tok := c.last.HoldToken
 					c.must(c.data(false, 300, 509), ReasonTracked, "the server's reply")
@@ -116,7 +119,10 @@ func TestHoldDecisions(t *testing.T) {
 			// its sender, the hold ends and the reset closes the flow.
 			"genuine abort: released when the hold ends", []step{
 				func(c *conv) { c.handshake(cISN, sISN, 502, 509, 7, 7); c.data(false, 100, 509) },
-				func(c *conv) { c.fromServer(seg{flags: packet.RST | packet.ACK, seq: c.sNxt, ack: c.cNxt}); c.held("abort") },
+				func(c *conv) {
+					c.fromServer(seg{flags: packet.RST | packet.ACK, seq: c.sNxt, ack: c.cNxt})
+					c.held("abort")
+				},
 				func(c *conv) { c.data(true, 10, 502) }, // in flight from the client before it saw the reset
 				func(c *conv) {
 					d := c.release(false, seg{flags: packet.RST | packet.ACK, seq: c.sNxt, ack: c.cNxt})
