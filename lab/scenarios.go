@@ -253,7 +253,7 @@ func blindReset(ctx context.Context, e *Env, v6, restart bool) (Observation, err
 		if tr.received.Load() == at {
 			note = "transfer stalled while the guard was down"
 		}
-		if err := e.StartDaemon(ctx, e.Mode); err != nil {
+		if err := e.StartDaemon(ctx, e.Mode, e.Injection); err != nil {
 			return Observation{}, err
 		}
 		// Let the guard pick the flow up from both directions.

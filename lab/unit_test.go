@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rstguard/rstguard/config"
 	"github.com/rstguard/rstguard/packet"
 )
 
@@ -103,5 +104,27 @@ func TestScenarioNamesUnique(t *testing.T) {
 			t.Errorf("scenario %q: duplicate or incomplete", s.Name)
 		}
 		seen[s.Name] = true
+	}
+}
+
+// TestConfig parses the lab's generated configuration with the daemon's
+// own parser: [injection] is written only when a scenario sets it, and the
+// daemon's default applies otherwise.
+func TestConfig(t *testing.T) {
+	def, err := config.Parse("lab.toml", []byte(Config("window", "", DefaultMetricsAddr, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := config.Default().Injection.Mode; def.Injection.Mode != want {
+		t.Errorf("no injection set: mode %q, want the default %q", def.Injection.Mode, want)
+	}
+	for _, mode := range []string{"off", "log", "hold"} {
+		c, err := config.Parse("lab.toml", []byte(Config("exact", mode, DefaultMetricsAddr, "/tmp/events.jsonl")))
+		if err != nil {
+			t.Fatalf("injection %q: %v", mode, err)
+		}
+		if c.Injection.Mode != mode || c.Policy.RSTMode != "exact" {
+			t.Errorf("injection %q: parsed mode %q, rst_mode %q", mode, c.Injection.Mode, c.Policy.RSTMode)
+		}
 	}
 }
