@@ -29,6 +29,21 @@ type Observation struct {
 	Outcome string `json:"outcome"`
 	// Note adds what else was observed (e.g. "data on SYN").
 	Note string `json:"note,omitempty"`
+	// Attempts is each attempt's outcome, in order, for scenarios that
+	// attack several requests or connections.
+	Attempts []string `json:"attempts,omitempty"`
+	// Genuine is the number of genuine resets the server sent after the
+	// attack (refusals of a closed port, SO_LINGER 0 aborts); GenuineSeen
+	// how many the client's application saw as ECONNREFUSED / ECONNRESET,
+	// GenuineArrived how many were seen on the client's eth0, and
+	// GenuineDelayMedian and GenuineDelayMax the trip of those from the
+	// server's eth0 to the client's, in seconds: with the guard on, the
+	// delay its hold adds.
+	Genuine            int     `json:"genuine_resets,omitempty"`
+	GenuineSeen        int     `json:"genuine_resets_seen,omitempty"`
+	GenuineArrived     int     `json:"genuine_resets_arrived,omitempty"`
+	GenuineDelayMedian float64 `json:"genuine_reset_delay_median_seconds,omitempty"`
+	GenuineDelayMax    float64 `json:"genuine_reset_delay_max_seconds,omitempty"`
 	// Metrics holds the increase of the guard's counters during the
 	// scenario (guard on only), keyed like `name{label="value"}`.
 	Metrics map[string]float64 `json:"metrics,omitempty"`
@@ -503,6 +518,7 @@ var counted = []string{
 	"rstguard_packets_total", "rstguard_resets_total", "rstguard_syn_flagged_total",
 	"rstguard_flows_created_total", "rstguard_config_reloads_total",
 	"rstguard_events_written_total", "rstguard_events_lost_total",
+	"rstguard_injection_suspected_total", "rstguard_resets_held_total",
 }
 
 // Counters scrapes the guard and returns its counters summed with those of
