@@ -211,7 +211,7 @@ const (
 	DefaultControlSocket       = "/run/rstguard/control.sock"
 	DefaultTTLTolerance        = 2
 	DefaultMaxHold             = 50 * time.Millisecond
-	DefaultMaxHeld             = 1024
+	DefaultMaxHeld             = policy.DefaultMaxHeld
 )
 
 // Limits enforced on values.

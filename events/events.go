@@ -25,6 +25,11 @@
 //	ttl_mismatch  true for a reset whose TTL is off the claimed sender's
 //	         baseline by more than policy.TTLTolerance (absent otherwise)
 //	window   {"lo": n, "hi": n}: for a dropped reset, the range it had to hit
+//	held_ns  for a reset held by [injection] mode = "hold": how long it
+//	         waited for its verdict (the line is written at the verdict)
+//	signals  evidence of injection, e.g. ["talked_after_reset"] (absent
+//	         when none), with "expected" and "seen": the first signal's
+//	         values (sequence or acknowledgement numbers, or TTLs)
 //
 // The package imports the engine packages (policy, conntrack, packet) and
 // the standard library; nfq and cmd import it.
@@ -64,11 +69,21 @@ type Record struct {
 	// TTLMismatch: a reset whose TTL is off the claimed sender's baseline
 	// (policy.Decision.TTLMismatch).
 	TTLMismatch bool
+	// Signals is the evidence of injection (policy.Decision.Signals), with
+	// the first signal's Expected and Seen values.
+	Signals        policy.Signals
+	Expected, Seen uint32
+	// HeldNs is how long a held reset waited for its verdict (0: not
+	// held).
+	HeldNs int64
 }
 
 // Wanted reports whether a decision is logged: every drop, and every reset.
 func Wanted(p *packet.Parsed, d *policy.Decision) bool {
-	return d.Verdict == policy.Drop || p.Kind == packet.KindTCP && p.Flags&packet.RST != 0
+	if d.Verdict == policy.Hold {
+		return false // written when its verdict is given
+	}
+	return d.Verdict == policy.Drop || d.Signals != 0 || p.Kind == packet.KindTCP && p.Flags&packet.RST != 0
 }
 
 // Fill sets r from a packet and its decision, the way replay.Decide builds
@@ -87,6 +102,7 @@ func (r *Record) Fill(p *packet.Parsed, d *policy.Decision, queue uint16, unixNa
 	}
 	r.TTL = p.TTL
 	r.TTLMismatch = d.TTLMismatch
+	r.Signals, r.Expected, r.Seen = d.Signals, d.Expected, d.Seen
 	if r.TCP && r.Verdict == policy.Drop && r.Flags&packet.RST != 0 && d.Checked {
 		r.Window = true
 		r.WinLo, r.WinHi = uint32(d.WinLo), uint32(d.WinHi)
@@ -138,6 +154,18 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"hi":`...)
 		b = strconv.AppendUint(b, uint64(r.WinHi), 10)
 		b = append(b, '}')
+	}
+	if r.HeldNs > 0 {
+		b = append(b, `,"held_ns":`...)
+		b = strconv.AppendInt(b, r.HeldNs, 10)
+	}
+	if r.Signals != 0 {
+		b = append(b, `,"signals":`...)
+		b = r.Signals.AppendJSON(b)
+		b = append(b, `,"expected":`...)
+		b = strconv.AppendUint(b, uint64(r.Expected), 10)
+		b = append(b, `,"seen":`...)
+		b = strconv.AppendUint(b, uint64(r.Seen), 10)
 	}
 	return append(b, '}')
 }

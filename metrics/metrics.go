@@ -179,7 +179,17 @@ var (
 	descRulesetProblem = desc("ruleset_problem",
 		"1 while the live firewall rules have the problem: queue_not_bound (a queue the rules use has no worker), guard_missing (no rule drops unjudged resets), unreadable.", "problem")
 	descTTLMismatch = desc("resets_ttl_mismatch_total",
-		"Resets of tracked flows whose IP TTL (hop limit) is off the claimed sender's baseline by more than 4: the mark of resets injected on the path, by outcome.", "outcome")
+		"Resets of tracked flows whose IP TTL (hop limit) is off the claimed sender's baseline by more than [injection] ttl_tolerance: the mark of resets injected on the path, by outcome.", "outcome")
+	descInjection = desc("injection_suspected_total",
+		"Evidence that a reset was injected on the path ([injection] mode log or hold), by signal: talked_after_reset, ttl_mismatch, reset_seq_changed, synack_after_refusal.", "signal")
+	descHeld = desc("resets_held_total",
+		"Resets held by [injection] mode = \"hold\" that got their verdict, by outcome: accepted (the hold ended), dropped (rst_injected: the purported sender went on).", "outcome")
+	descHoldFull = desc("resets_hold_full_total",
+		"Valid resets judged at once because [injection] max_held resets were held already.")
+	descHeldNow = desc("resets_held",
+		"Resets held right now, waiting for their verdict, by queue.", "queue")
+	descHeldLost = desc("resets_held_lost_total",
+		"Held resets lost with their netlink socket (a re-bind) before their verdict; the kernel dropped them, by queue.", "queue")
 	descRevived = desc("flows_revived_total",
 		"Flows brought back from closed because the endpoints went on after an accepted reset (ignored or injected), by the state the reset was accepted in.", "state")
 	descFlushed = desc("flows_flushed_total",
@@ -206,7 +216,7 @@ var allDescs = []*prometheus.Desc{
 	descBadMessages, descGSO, descPanics, descLogSuppressed, descReconfigured,
 	descReloads, descReloadsFailed, descLastReloadOK, descLastReloadTime, descRestartRequired,
 	descFlowsLimit, descUnvalidated, descUnvalidatedResets, descQueueRule,
-	descRulesetProblem, descTTLMismatch, descRevived, descFlushed, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
+	descRulesetProblem, descTTLMismatch, descInjection, descHeld, descHoldFull, descHeldNow, descHeldLost, descRevived, descFlushed, descMonitorPassed, descOverridePackets, descEventsWritten, descEventsLost, descEventErrors, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -232,7 +242,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	var evicted [conntrack.NumEvictCauses]uint64
 	var created, expired, untracked, gaps uint64
 	var revived [conntrack.NumStates]uint64
-	var ttlMismatch [policy.NumOutcomes]uint64
+	var ttlMismatch, held [policy.NumOutcomes]uint64
+	var injection [policy.NumSignals]uint64
+	var holdFull uint64
 	var oneWay int64
 	for _, q := range c.queues {
 		s := q.Engine.Stats()
@@ -249,7 +261,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for o := range ttlMismatch {
 			ttlMismatch[o] += s.TTLMismatch[o].Load()
+			held[o] += s.Held[o].Load()
 		}
+		for i := range injection {
+			injection[i] += s.Injection[i].Load()
+		}
+		holdFull += s.HoldFull.Load()
 		ts := q.Engine.Table().Stats()
 		for i := range flows {
 			flows[i] += ts.Flows[i].Load()
@@ -289,7 +306,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descGaps, gaps)
 	for o := policy.Outcome(0); o < policy.NumOutcomes; o++ {
 		counter(descTTLMismatch, ttlMismatch[o], o.String())
+		counter(descHeld, held[o], o.String())
 	}
+	for sg := policy.Signal(0); sg < policy.NumSignals; sg++ {
+		counter(descInjection, injection[sg], sg.String())
+	}
+	counter(descHoldFull, holdFull)
 	for _, st := range []conntrack.State{conntrack.StateSynSent, conntrack.StateSynRecv, conntrack.StateEstablished,
 		conntrack.StateFinWait, conntrack.StateCloseWait, conntrack.StateLastAck} {
 		counter(descRevived, revived[st], st.String())
@@ -318,6 +340,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ql := strconv.Itoa(int(q.Num))
 		s := q.Stats
 		counter(descQueuePackets, s.Packets.Load(), ql)
+		gauge(descHeldNow, float64(s.Held.Load()), ql)
+		counter(descHeldLost, s.HeldLost.Load(), ql)
 		if p, ok := kernel[q.Num]; ok {
 			counter(descQueueKernelDropped, uint64(p.Dropped), ql)
 			counter(descQueueUserDropped, uint64(p.UserDropped), ql)

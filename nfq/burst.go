@@ -14,6 +14,9 @@ import (
 const (
 	nfDrop   = 0 // NF_DROP
 	nfAccept = 1 // NF_ACCEPT
+	// nfHeld is not a verdict: the packet is held (hold.go) and gets its
+	// verdict later.
+	nfHeld = -1
 )
 
 // burst judges the n datagrams of the last receive and answers them: every
@@ -21,11 +24,18 @@ const (
 // verdicts go out in one datagram (give, flushVerdicts). It allocates nothing
 // unless it logs.
 func (w *Worker) burst(n int) {
+	start := w.now()
+	if w.held.n > 0 {
+		w.releaseExpired(start, false)
+	}
+	w.reapIdle(start)
 	if n == 0 {
+		w.flushVerdicts()
+		w.armTimer()
 		return
 	}
-	start := w.now()
 	w.busySince.Store(start)
+	w.engine.SetHold(w.holdState())
 	var m pktMsg
 	packets := uint64(0)
 	for i := range n {
@@ -50,6 +60,7 @@ func (w *Worker) burst(n int) {
 	w.stats.Packets.Add(packets)
 	decided := w.now()
 	w.flushVerdicts()
+	w.armTimer()
 	end := w.now()
 	w.busySince.Store(0)
 	if packets > 0 {
@@ -79,7 +90,7 @@ func (w *Worker) message(b []byte, trunc bool, m *pktMsg, now int64) bool {
 			w.give(m.id, nfAccept, 0, false)
 			return true
 		}
-		v, mark, has := w.handle(b[m.payOff:m.payOff+m.payLen], int(m.capLen), m.mark, now)
+		v, mark, has := w.handle(b[m.payOff:m.payOff+m.payLen], int(m.capLen), m.id, m.mark, now)
 		w.give(m.id, v, mark, has)
 		return true
 	case msgError:
@@ -118,10 +129,15 @@ func (w *Worker) netlinkError(m *pktMsg) {
 // are decided in id order, so a batch never covers a packet that needs
 // something else.
 func (w *Worker) give(id uint32, verdict int, mark uint32, hasMark bool) {
+	if verdict == nfHeld {
+		return // hold: the verdict comes later (hold.go)
+	}
 	if w.vlen+2*verdictMaxLen > len(w.vbuf) {
 		w.flushVerdicts() // only a datagram of several packet messages gets here
 	}
-	if verdict == nfAccept {
+	if verdict == nfAccept && w.held.n == 0 {
+		// While a reset is held, a batch would accept it too: every
+		// packet then gets its own verdict (hold.go).
 		if w.npending > 0 && (w.pendHas != hasMark || w.pendMark != mark) {
 			w.appendBatch()
 		}
@@ -159,7 +175,7 @@ func (w *Worker) flushVerdicts() {
 // handle is the per-packet path up to the verdict: decode, engine decision,
 // counters, marks and (rate-limited) log lines, at time now. It does not
 // allocate unless it logs.
-func (w *Worker) handle(payload []byte, wireLen int, old uint32, now int64) (verdict int, mark uint32, hasMark bool) {
+func (w *Worker) handle(payload []byte, wireLen int, id, old uint32, now int64) (verdict int, mark uint32, hasMark bool) {
 	var p packet.Parsed
 	d, ok := w.process(payload, wireLen, now, &p)
 	w.last = d
@@ -168,8 +184,18 @@ func (w *Worker) handle(payload []byte, wireLen int, old uint32, now int64) (ver
 		// Not judged: no judged mark, so a reset does not pass the guard.
 		return nfAccept, 0, false
 	}
+	if d.Injected != 0 {
+		// It contradicts held resets: they are dropped first.
+		w.dropInjected(&d, now)
+	}
+	if d.Verdict == policy.Hold {
+		w.hold(id, &p, &d, old, now)
+		return nfHeld, 0, false
+	}
 	if d.Reason == policy.ReasonRSTAnswersReservedSYN || d.Verdict == policy.Drop {
 		w.logDecision(&p, &d, now)
+	} else if d.Signals != 0 && d.Injected == 0 {
+		w.logSignals(&p, &d, now)
 	}
 	if w.events != nil && events.Wanted(&p, &d) {
 		if r := w.events.Slot(); r != nil { // nil: full, counted as lost

@@ -39,7 +39,7 @@ func TestControlFlowsAndFlush(t *testing.T) {
 	for i := range 3000 { // more than one step of other flows
 		p := tcp4(t, seg{seq: uint32(i), syn: true})
 		p[20], p[21] = byte((1024+i)>>8), byte(1024+i) // source port
-		w.handle(p, 0, 0, w.now())
+		w.handle(p, 0, 0, 0, w.now())
 	}
 	stop := fakeLoop(w)
 	defer stop()
@@ -93,7 +93,7 @@ func TestControlFlowsAndFlush(t *testing.T) {
 	// up mid-stream (pickup is on by default).
 	w.Flush(ctx, &est)
 	stop()
-	w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, w.now())
+	w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, 0, w.now())
 	if w.last.Reason != policy.ReasonPickup {
 		t.Errorf("after the flush the next packet is %s, want pickup", w.last.Reason)
 	}
@@ -120,7 +120,7 @@ func BenchmarkControlStep(b *testing.B) {
 		p := tcp4(b, seg{seq: uint32(i), syn: true})
 		p[12], p[13], p[14], p[15] = 192, 0, byte(2+i>>24), byte(i>>16) // source address
 		p[20], p[21] = byte(i>>8), byte(i)                              // source port
-		w.handle(p, 0, 0, w.now())
+		w.handle(p, 0, 0, 0, w.now())
 	}
 	if n := e.Table().Len(); n < 999_000 {
 		b.Fatalf("table holds %d flows", n)
@@ -168,7 +168,7 @@ func BenchmarkBurstDuringDump(b *testing.B) {
 		p := tcp4(b, seg{seq: uint32(i), syn: true})
 		p[12], p[13], p[14], p[15] = 192, 0, byte(2+i>>24), byte(i>>16)
 		p[20], p[21] = byte(i>>8), byte(i)
-		w.handle(p, 0, 0, w.now())
+		w.handle(p, 0, 0, 0, w.now())
 	}
 	establish(b, w)
 	h := newBurstHarness(b, w)

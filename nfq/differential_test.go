@@ -65,7 +65,7 @@ func TestDaemonPathMatchesReplay(t *testing.T) {
 					}
 					ip = ip[:128]
 				}
-				v, _, _ := w.handle(ip, wire, 0, w.now())
+				v, _, _ := w.handle(ip, wire, 0, 0, w.now())
 				wantV := nfqueue.NfAccept
 				if want[i].Verdict == policy.Drop {
 					wantV = nfqueue.NfDrop

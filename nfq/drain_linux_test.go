@@ -64,6 +64,14 @@ func TestDrainOnStop(t *testing.T) {
 // to that namespace), and fails unless that child run passes.
 func runInQueueNetns(t *testing.T, suffix, test, env string) {
 	t.Helper()
+	runInNetns(t, suffix, test, env, []string{"-A", "OUTPUT", "-p", "udp", "--dport", strconv.Itoa(drainPort),
+		"-j", "NFQUEUE", "--queue-num", strconv.Itoa(drainQueue), "--queue-bypass"})
+}
+
+// runInNetns is runInQueueNetns with the iptables rules given (each the
+// arguments of one iptables command).
+func runInNetns(t *testing.T, suffix, test, env string, rules ...[]string) {
+	t.Helper()
 	requireRoot(t, "ip", "iptables")
 	ns := fmt.Sprintf("rgd-%d-%s", os.Getpid(), suffix)
 	sh := func(args ...string) {
@@ -77,8 +85,9 @@ func runInQueueNetns(t *testing.T, suffix, test, env string) {
 	sh("ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	sh("ip", "-n", ns, "link", "set", "lo", "up")
-	sh("ip", "netns", "exec", ns, "iptables", "-A", "OUTPUT", "-p", "udp", "--dport", strconv.Itoa(drainPort),
-		"-j", "NFQUEUE", "--queue-num", strconv.Itoa(drainQueue), "--queue-bypass")
+	for _, r := range rules {
+		sh(append([]string{"ip", "netns", "exec", ns, "iptables"}, r...)...)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -95,7 +104,17 @@ func runInQueueNetns(t *testing.T, suffix, test, env string) {
 // until the queue is bound. stop cancels it; runErr receives Run's result.
 func startWorker(t *testing.T, cfg Config, opts Options) (w *Worker, stop func(), runErr chan error) {
 	t.Helper()
-	w = New(cfg, policy.NewEngine(policy.DefaultConfig(), conntrack.DefaultConfig()), opts)
+	return startWorkerWith(t, cfg, opts, policy.DefaultConfig())
+}
+
+// startWorkerWith is startWorker with the engine's configuration pc.
+func startWorkerWith(t *testing.T, cfg Config, opts Options, pc policy.Config, tc ...conntrack.Config) (w *Worker, stop func(), runErr chan error) {
+	t.Helper()
+	ct := conntrack.DefaultConfig()
+	if len(tc) > 0 {
+		ct = tc[0]
+	}
+	w = New(cfg, policy.NewEngine(pc, ct), opts)
 	ctx, stop := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	runErr = make(chan error, 1)

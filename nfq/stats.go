@@ -46,6 +46,11 @@ type Stats struct {
 	MonitorPassed atomic.Uint64
 	// Flushed counts flows removed through the control socket.
 	Flushed atomic.Uint64
+	// Held is the number of resets held right now ([injection] mode =
+	// "hold"); HeldLost counts held resets whose socket was lost before
+	// their verdict (the kernel dropped them with it).
+	Held     atomic.Int64
+	HeldLost atomic.Uint64
 	// Bound is true while the queue is bound to this worker's socket.
 	Bound atomic.Bool
 	// Latency is the decision time of one packet (parse, flow lookup,

@@ -54,6 +54,9 @@ type Config struct {
 	// Monitor accepts what the policy drops ([policy] mode = "monitor");
 	// SetMonitor changes it at run time.
 	Monitor bool
+	// MaxHeld bounds the resets held at once ([injection] max_held; 0:
+	// policy's default).
+	MaxHeld int
 }
 
 // Options are what all workers share.
@@ -121,6 +124,10 @@ type Worker struct {
 	vbuf     [2 * maxBurst * verdictMaxLen]byte
 	vlen     int
 	last     policy.Decision // the last packet's decision (tests compare it with replay)
+
+	held     holdRing // held resets (hold.go)
+	nextReap int64    // when the idle reap is next due (hold.go)
+	noHold   bool     // awaiting a configuration acknowledgement: hold nothing
 }
 
 type exitCause uint8
@@ -156,6 +163,11 @@ func New(cfg Config, e *policy.Engine, opts Options) *Worker {
 	w.epochNs = opts.Epoch.UnixNano()
 	w.ctl = make(chan *ctlReq, 1)
 	w.rx.init(slotSize(w.copyRange()))
+	if cfg.MaxHeld <= 0 {
+		cfg.MaxHeld = policy.DefaultMaxHeld
+		w.cfg.MaxHeld = cfg.MaxHeld
+	}
+	w.held.init(cfg.MaxHeld)
 	w.readFn = w.read
 	w.log = opts.Logger.With("queue", cfg.Queue)
 	w.lim.set(opts.LogRate, opts.LogBurst)
@@ -279,6 +291,7 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 // resetLoop clears the loop's state for a new socket.
 func (w *Worker) resetLoop() {
 	w.npending, w.vlen = 0, 0
+	w.forgetHeld()
 	w.stopping, w.drained, w.errStreak = false, 0, 0
 	w.stopReq.Store(false)
 	w.awaitSeq, w.ackSeen = 0, false
@@ -338,7 +351,8 @@ func (w *Worker) loop() exitCause {
 // until timeout. It returns the acknowledgement's errno (0: success).
 func (w *Worker) awaitAck(seq uint32, timeout time.Duration) (int32, error) {
 	w.awaitSeq, w.ackSeen = seq, false
-	defer func() { w.awaitSeq = 0 }()
+	w.noHold = true
+	defer func() { w.awaitSeq, w.noHold = 0, false }()
 	deadline := time.Now().Add(timeout)
 	w.conn.SetReadDeadline(deadline)
 	defer w.conn.SetReadDeadline(time.Time{})
@@ -390,9 +404,11 @@ func (w *Worker) read(fd uintptr) bool {
 func (w *Worker) onError(err error) exitCause {
 	if isTimeout(err) {
 		if !w.stopping {
-			// A wake-up: a control request, or the stop request (the
-			// loop then begins the drain, which sets its own deadline).
-			w.conn.SetReadDeadline(time.Time{})
+			// A wake-up: a control request, the stop request (the
+			// loop then begins the drain, which sets its own
+			// deadline), the end of a hold or an idle reap.
+			w.held.armed = -1 // whatever it was, set it again
+			w.burst(0)
 			w.serveCtl()
 			return exitNone
 		}
@@ -429,6 +445,12 @@ func unusable(err error) bool {
 func (w *Worker) beginStop() {
 	w.stopAt = time.Now()
 	w.stopping = true
+	// Every held reset gets its verdict now (accepted, as when a hold
+	// ends): nothing stays held through the drain.
+	if w.held.n > 0 {
+		w.releaseExpired(w.now(), true)
+		w.flushVerdicts()
+	}
 	if err := w.closeQueue(); err != nil {
 		w.log.Warn("could not close the queue to new packets; draining until the timeout", "err", err)
 	}

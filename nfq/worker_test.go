@@ -64,7 +64,7 @@ func establish(t testing.TB, w *Worker) {
 		tcp4(t, seg{fromServer: true, seq: 5000, ack: 1001, syn: true, ackf: true}),
 		tcp4(t, seg{seq: 1001, ack: 5001, ackf: true}),
 	} {
-		if v, _, _ := w.handle(p, 0, 0, w.now()); v != nfqueue.NfAccept {
+		if v, _, _ := w.handle(p, 0, 0, 0, w.now()); v != nfqueue.NfAccept {
 			t.Fatalf("handshake packet got verdict %d", v)
 		}
 	}
@@ -76,7 +76,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 	establish(t, w)
 	// A reset far outside the client's window, spoofing the server.
 	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
-	if v, _, mark := w.handle(forged, 0, 0, w.now()); v != nfqueue.NfDrop || mark {
+	if v, _, mark := w.handle(forged, 0, 0, 0, w.now()); v != nfqueue.NfDrop || mark {
 		t.Fatalf("forged reset: verdict %d mark %v, want drop without mark", v, mark)
 	}
 	if got := w.engine.Stats().Reasons[policy.ReasonRSTOutOfWindow].Load(); got != 1 {
@@ -93,7 +93,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 	// counted as a drop and as a marked drop.
 	md, ma := uint32(0x66), uint32(0x11)
 	w.SetMarks(ptr(ma), ptr(md))
-	v, m, has := w.handle(forged, 0, 0, w.now())
+	v, m, has := w.handle(forged, 0, 0, 0, w.now())
 	if v != nfqueue.NfAccept || !has || m != md {
 		t.Errorf("with mark_drop: verdict %d mark %#x/%v, want accept with %#x", v, m, has, md)
 	}
@@ -101,7 +101,7 @@ func TestHandleVerdictsAndLog(t *testing.T) {
 		t.Error("a marked drop must count as a drop and as a marked drop")
 	}
 	// mark_accept marks accepted packets.
-	v, m, has = w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, w.now())
+	v, m, has = w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, 0, w.now())
 	if v != nfqueue.NfAccept || !has || m != ma {
 		t.Errorf("with mark_accept: verdict %d mark %#x/%v, want accept with %#x", v, m, has, ma)
 	}
@@ -116,7 +116,7 @@ func TestLogRateLimit(t *testing.T) {
 	establish(t, w)
 	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
 	for range 5 {
-		w.handle(forged, 0, 0, w.now())
+		w.handle(forged, 0, 0, 0, w.now())
 	}
 	if n := strings.Count(logs.String(), "dropped reset"); n != 2 {
 		t.Errorf("logged %d lines, want 2 (the burst)", n)
@@ -148,7 +148,7 @@ func TestPanicRecovered(t *testing.T) {
 	w := newTestWorker(t, policy.DefaultConfig(), &logs)
 	w.engine = nil
 	w.SetJudged(Mark{0x40000000, 0x40000000})
-	v, _, has := w.handle(tcp4(t, seg{seq: 1, syn: true}), 0, 0, w.now())
+	v, _, has := w.handle(tcp4(t, seg{seq: 1, syn: true}), 0, 0, 0, w.now())
 	if v != nfqueue.NfAccept || has {
 		t.Errorf("verdict after panic = %d (mark set %v), want accept without the judged mark", v, has)
 	}
@@ -233,9 +233,9 @@ func TestHandleNoAllocs(t *testing.T) {
 	establish(t, wl)
 	wl.lim.set(0, 0) // every line suppressed
 	for name, f := range map[string]func(){
-		"ack":                   func() { w.handle(data, 0, 0, w.now()) },
-		"forged_rst":            func() { w.handle(forged, 0, 0, w.now()) },
-		"forged_rst_suppressed": func() { wl.handle(forged, 0, 0, wl.now()) },
+		"ack":                   func() { w.handle(data, 0, 0, 0, w.now()) },
+		"forged_rst":            func() { w.handle(forged, 0, 0, 0, w.now()) },
+		"forged_rst_suppressed": func() { wl.handle(forged, 0, 0, 0, wl.now()) },
 	} {
 		if n := testing.AllocsPerRun(200, f); n != 0 {
 			t.Errorf("%s: %v allocs per packet, want 0", name, n)
@@ -260,7 +260,7 @@ func BenchmarkHandle(b *testing.B) {
 			p := tcp4(b, seg{fromServer: c.fromServer, seq: c.seq, ack: 5001, ackf: !c.rst, rst: c.rst})
 			b.ReportAllocs()
 			for b.Loop() {
-				w.handle(p, 0, 0, w.now())
+				w.handle(p, 0, 0, 0, w.now())
 			}
 		})
 	}
@@ -329,11 +329,11 @@ func TestLogResetAnswersFlaggedSYN(t *testing.T) {
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, syn); err != nil {
 		t.Fatal(err)
 	}
-	if v, _, _ := w.handle(buf.Bytes(), 0, 0, w.now()); v != nfqueue.NfAccept {
+	if v, _, _ := w.handle(buf.Bytes(), 0, 0, 0, w.now()); v != nfqueue.NfAccept {
 		t.Fatal("a SYN with ECN bits must be accepted (RFC 3360)")
 	}
 	rst := tcp4(t, seg{fromServer: true, ack: 1001, ackf: true, rst: true})
-	if v, _, _ := w.handle(rst, 0, 0, w.now()); v != nfqueue.NfAccept {
+	if v, _, _ := w.handle(rst, 0, 0, 0, w.now()); v != nfqueue.NfAccept {
 		t.Fatal("a valid reset answering the SYN must be accepted")
 	}
 	if got := w.engine.Stats().Reasons[policy.ReasonRSTAnswersReservedSYN].Load(); got != 1 {
@@ -356,19 +356,19 @@ func TestMonitorMode(t *testing.T) {
 	w.SetMarks(ptr(0x7), nil)
 	w.SetMonitor(true)
 	forged := tcp4(t, seg{fromServer: true, seq: 5001 + 1<<30, rst: true})
-	v, m, has := w.handle(forged, 0, 0x20000000, w.now())
+	v, m, has := w.handle(forged, 0, 0, 0x20000000, w.now())
 	if v != nfqueue.NfAccept || !has || m != 0x60000000 || w.stats.MonitorPassed.Load() != 1 {
 		t.Errorf("monitor, forged reset: verdict %d mark %#x/%v passed %d", v, m, has, w.stats.MonitorPassed.Load())
 	}
 	if w.last.Verdict != policy.Drop || w.engine.Stats().Reasons[policy.ReasonRSTOutOfWindow].Load() != 1 {
 		t.Errorf("the decision must still be a counted drop: %+v", w.last)
 	}
-	v, m, has = w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, w.now())
+	v, m, has = w.handle(tcp4(t, seg{seq: 1001, ack: 5001, ackf: true, payload: 10}), 0, 0, 0, w.now())
 	if v != nfqueue.NfAccept || m != 0x40000000 {
 		t.Errorf("monitor, data: verdict %d mark %#x/%v: want the judged bit only, no mark_accept", v, m, has)
 	}
 	w.SetMonitor(false)
-	if v, _, _ := w.handle(forged, 0, 0, w.now()); v != nfqueue.NfDrop {
+	if v, _, _ := w.handle(forged, 0, 0, 0, w.now()); v != nfqueue.NfDrop {
 		t.Errorf("enforce again: verdict %d", v)
 	}
 }

@@ -37,6 +37,9 @@ type Config struct {
 const (
 	DefaultTTLTolerance = 2
 	DefaultMaxHold      = int64(50e6) // 50 ms
+	// DefaultMaxHeld is the default [injection] max_held (a driver's
+	// bound on the resets it holds at once).
+	DefaultMaxHeld = 1024
 )
 
 // DefaultConfig returns the defaults of SPEC section 6.

@@ -229,6 +229,7 @@ func queueConfig(cfg *config.Config, q uint16) nfq.Config {
 		MarkDrop:    nfqMark(cfg.Queue.MarkDrop),
 		Judged:      judgedMark(cfg),
 		Monitor:     cfg.Policy.Mode == "monitor",
+		MaxHeld:     cfg.Injection.MaxHeld,
 	}
 }
 
