@@ -261,6 +261,8 @@ func printReport(w io.Writer, rep *lab.Report) {
 		{"resets by state and outcome", "rstguard_resets_total"},
 		{"flagged SYNs (RFC 3360: counted, never dropped)", "rstguard_syn_flagged_total"},
 		{"flows created", "rstguard_flows_created_total"},
+		{"resets suspected of injection, by signal", "rstguard_injection_suspected_total"},
+		{"held resets by outcome ([injection] hold)", "rstguard_resets_held_total"},
 	}
 	for _, g := range groups {
 		var keys []string
