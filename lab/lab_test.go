@@ -82,7 +82,8 @@ func TestScenarios(t *testing.T) {
 		}
 	}
 	// blind (8) + spray (512) + exact (1) + wrong ACK (1) + IPv6 (8) + restart (8)
-	if want := float64(8 + 512 + 1 + 1 + 8 + 8); dropped < want {
+	// + injected resets and refusals held and dropped (10 + 10)
+	if want := float64(8 + 512 + 1 + 1 + 8 + 8 + 10 + 10); dropped < want {
 		t.Errorf("the guard counted %v drops over the run, want at least %v (metrics: %v)", dropped, want, rep.Metrics)
 	}
 	if t.Failed() {

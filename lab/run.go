@@ -29,6 +29,21 @@ type Observation struct {
 	Outcome string `json:"outcome"`
 	// Note adds what else was observed (e.g. "data on SYN").
 	Note string `json:"note,omitempty"`
+	// Attempts is each attempt's outcome, in order, for scenarios that
+	// attack several requests or connections.
+	Attempts []string `json:"attempts,omitempty"`
+	// Genuine is the number of genuine resets the server sent after the
+	// attack (refusals of a closed port, SO_LINGER 0 aborts); GenuineSeen
+	// how many the client's application saw as ECONNREFUSED / ECONNRESET,
+	// GenuineArrived how many were seen on the client's eth0, and
+	// GenuineDelayMedian and GenuineDelayMax the trip of those from the
+	// server's eth0 to the client's, in seconds: with the guard on, the
+	// delay its hold adds.
+	Genuine            int     `json:"genuine_resets,omitempty"`
+	GenuineSeen        int     `json:"genuine_resets_seen,omitempty"`
+	GenuineArrived     int     `json:"genuine_resets_arrived,omitempty"`
+	GenuineDelayMedian float64 `json:"genuine_reset_delay_median_seconds,omitempty"`
+	GenuineDelayMax    float64 `json:"genuine_reset_delay_max_seconds,omitempty"`
 	// Metrics holds the increase of the guard's counters during the
 	// scenario (guard on only), keyed like `name{label="value"}`.
 	Metrics map[string]float64 `json:"metrics,omitempty"`
@@ -72,7 +87,11 @@ type Scenario struct {
 	Expect string // the expected outcome with the guard
 	// Mode is the guard's rst_mode for this scenario ("window" if empty).
 	Mode string
-	Run  func(ctx context.Context, e *Env) (Observation, error)
+	// Injection is the guard's [injection] mode for this scenario ("off",
+	// "log" or "hold"); empty leaves the key out of the configuration, so
+	// the daemon's default applies.
+	Injection string
+	Run       func(ctx context.Context, e *Env) (Observation, error)
 	// CheckOn returns why the guard-on observation is wrong, or nil.
 	CheckOn func(Observation) error
 	// CheckOff returns why the guard-off observation does not show the
@@ -131,9 +150,13 @@ type Options struct {
 
 // Env is what a scenario runs against.
 type Env struct {
-	T      *Topology
-	Guard  bool // the guard is on (NFQUEUE rule and daemon)
-	Mode   string
+	T     *Topology
+	Guard bool // the guard is on (NFQUEUE rule and daemon)
+	Mode  string
+	// Injection is the running guard's [injection] mode ("" for the
+	// daemon's default).
+	Injection string
+
 	opts   Options
 	cfg    string
 	daemon *Daemon
@@ -317,8 +340,8 @@ func (e *Env) play(ctx context.Context, s Scenario) Observation {
 	if mode == "" {
 		mode = "window"
 	}
-	if e.Guard && e.Mode != mode {
-		if err := e.Reload(ctx, mode); err != nil {
+	if e.Guard && (e.Mode != mode || e.Injection != s.Injection) {
+		if err := e.Reload(ctx, mode, s.Injection); err != nil {
 			return Observation{Err: err.Error()}
 		}
 	}
@@ -385,13 +408,14 @@ func (e *Env) setGuard(ctx context.Context, on bool) error {
 		return err
 	}
 	e.Guard = true
-	return e.StartDaemon(ctx, "window")
+	return e.StartDaemon(ctx, "window", "")
 }
 
-// Config is the guard's configuration file for the lab; eventsPath, if not
-// "", is its event log.
-func Config(mode, metricsAddr, eventsPath string) string {
-	return fmt.Sprintf(`# rstguard lab configuration (generated)
+// Config is the guard's configuration file for the lab: rst_mode = mode,
+// and [injection] mode = injection unless injection is "" (the daemon's
+// default then applies); eventsPath, if not "", is its event log.
+func Config(mode, injection, metricsAddr, eventsPath string) string {
+	cfg := fmt.Sprintf(`# rstguard lab configuration (generated)
 [queue]
 numbers = "0:1"
 
@@ -404,19 +428,29 @@ listen = %q
 [events]
 path = %q
 `, mode, metricsAddr, eventsPath)
+	if injection != "" {
+		cfg += fmt.Sprintf("\n[injection]\nmode = %q\n", injection)
+	}
+	return cfg
 }
 
-// StartDaemon writes the configuration with rst_mode = mode and starts the
-// guard, waiting until it is ready.
-func (e *Env) StartDaemon(ctx context.Context, mode string) error {
-	if err := os.WriteFile(e.cfg, []byte(Config(mode, e.T.metricsAddr, filepath.Join(e.opts.Dir, "events.jsonl"))), 0o644); err != nil {
+// writeConfig writes the guard's configuration file.
+func (e *Env) writeConfig(mode, injection string) error {
+	return os.WriteFile(e.cfg, []byte(Config(mode, injection, e.T.metricsAddr, filepath.Join(e.opts.Dir, "events.jsonl"))), 0o644)
+}
+
+// StartDaemon writes the configuration with rst_mode = mode and
+// [injection] mode = injection ("" for the default) and starts the guard,
+// waiting until it is ready.
+func (e *Env) StartDaemon(ctx context.Context, mode, injection string) error {
+	if err := e.writeConfig(mode, injection); err != nil {
 		return err
 	}
 	d, err := e.T.RunDaemon(ctx, e.opts.Binary, e.cfg, 10*time.Second)
 	if err != nil {
 		return err
 	}
-	e.daemon, e.Mode = d, mode
+	e.daemon, e.Mode, e.Injection = d, mode, injection
 	e.last = nil
 	return nil
 }
@@ -445,14 +479,15 @@ func (e *Env) StopDaemon() error {
 // Daemon is the running guard, or nil.
 func (e *Env) Daemon() *Daemon { return e.daemon }
 
-// Reload rewrites the configuration with rst_mode = mode and sends SIGHUP,
-// waiting until the daemon counts the reload.
-func (e *Env) Reload(ctx context.Context, mode string) error {
+// Reload rewrites the configuration with rst_mode = mode and [injection]
+// mode = injection ("" for the default) and sends SIGHUP, waiting until the
+// daemon counts the reload.
+func (e *Env) Reload(ctx context.Context, mode, injection string) error {
 	m0, err := e.Counters()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(e.cfg, []byte(Config(mode, e.T.metricsAddr, filepath.Join(e.opts.Dir, "events.jsonl"))), 0o644); err != nil {
+	if err := e.writeConfig(mode, injection); err != nil {
 		return err
 	}
 	if err := e.daemon.Signal(syscall.SIGHUP); err != nil {
@@ -466,7 +501,7 @@ func (e *Env) Reload(ctx context.Context, mode string) error {
 			return err
 		}
 		if m[reloads] > m0[reloads] {
-			e.Mode = mode
+			e.Mode, e.Injection = mode, injection
 			return nil
 		}
 		select {
@@ -483,6 +518,7 @@ var counted = []string{
 	"rstguard_packets_total", "rstguard_resets_total", "rstguard_syn_flagged_total",
 	"rstguard_flows_created_total", "rstguard_config_reloads_total",
 	"rstguard_events_written_total", "rstguard_events_lost_total",
+	"rstguard_injection_suspected_total", "rstguard_resets_held_total",
 }
 
 // Counters scrapes the guard and returns its counters summed with those of

@@ -118,6 +118,22 @@ func Scenarios() []Scenario {
 			CheckOff: allDelivered,
 		},
 		{
+			Name:      "on-path-injection",
+			Expect:    "exact-seq injected resets dropped (hold); responses intact",
+			Injection: "hold",
+			Run:       onPathInjection,
+			CheckOn:   all(delivered(0), droppedByGuard, injectedDropped, outcome(OutcomeSurvived), allAttempts(attemptIntact), genuineDelivered(genuineMaxDelay)),
+			CheckOff:  all(allDelivered, allAttempts(OutcomeReset), genuineDelivered(0)),
+		},
+		{
+			Name:      "injected-refusal",
+			Expect:    "injected refusals dropped (hold); connections established",
+			Injection: "hold",
+			Run:       injectedRefusal,
+			CheckOn:   all(delivered(0), droppedByGuard, injectedDropped, outcome(OutcomeEstablished), allAttempts(OutcomeEstablished), genuineDelivered(genuineMaxDelay)),
+			CheckOff:  all(allDelivered, allAttempts(OutcomeRefused), genuineDelivered(0)),
+		},
+		{
 			Name:     "daemon-restart",
 			Expect:   "transfer survives the restart (bypass, pickup); later forged resets dropped",
 			Run:      func(ctx context.Context, e *Env) (Observation, error) { return blindReset(ctx, e, false, true) },
@@ -253,7 +269,7 @@ func blindReset(ctx context.Context, e *Env, v6, restart bool) (Observation, err
 		if tr.received.Load() == at {
 			note = "transfer stalled while the guard was down"
 		}
-		if err := e.StartDaemon(ctx, e.Mode); err != nil {
+		if err := e.StartDaemon(ctx, e.Mode, e.Injection); err != nil {
 			return Observation{}, err
 		}
 		// Let the guard pick the flow up from both directions.

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +24,9 @@ type Seen struct {
 	Len      uint32 // payload length
 	TTL      uint8
 	Out      bool // sent by this host (else received)
+	// At is when the interface sent or received it: the kernel's
+	// timestamp (SO_TIMESTAMPNS), the same clock in every namespace.
+	At time.Time
 }
 
 // End is SEG.SEQ + SEG.LEN (SYN and FIN count one).
@@ -49,6 +53,7 @@ type Sniffer struct {
 	mu      sync.Mutex
 	highest map[flowDir]Seen // per direction, the segment with the highest End
 	waiters []*waiter
+	taps    []*tap
 	closed  bool
 	done    chan struct{}
 }
@@ -56,6 +61,11 @@ type Sniffer struct {
 type waiter struct {
 	pred func(Seen) bool
 	ch   chan Seen
+}
+
+type tap struct {
+	pred func(Seen) bool
+	fn   func(Seen)
 }
 
 // NewSniffer starts capturing on dev inside h's namespace.
@@ -79,6 +89,9 @@ func (t *Topology) NewSniffer(h Host, dev string) (*Sniffer, error) {
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			return err
 		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1); err != nil {
+			return fmt.Errorf("SO_TIMESTAMPNS on the packet socket in %s: %w", t.NS(h), err)
+		}
 		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	})
 	if err != nil {
@@ -96,6 +109,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (s *Sniffer) loop() {
 	defer close(s.done)
 	buf := make([]byte, 256) // headers are enough
+	oob := make([]byte, unix.CmsgSpace(16))
 	var p packet.Parsed
 	for {
 		s.mu.Lock()
@@ -104,7 +118,7 @@ func (s *Sniffer) loop() {
 		if closed {
 			return
 		}
-		n, from, err := unix.Recvfrom(s.fd, buf, unix.MSG_TRUNC)
+		n, oobn, _, from, err := unix.Recvmsg(s.fd, buf, oob, unix.MSG_TRUNC)
 		if err != nil {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				continue
@@ -125,9 +139,24 @@ func (s *Sniffer) loop() {
 			Seq: uint32(p.Seq), Ack: uint32(p.Ack), Flags: p.Flags,
 			Window: p.Window, Len: p.PayloadLen, TTL: ttlOf(b),
 			Out: ll.Pkttype == unix.PACKET_OUTGOING,
+			At:  stampOf(oob[:oobn]),
 		}
 		s.record(seen)
 	}
+}
+
+// stampOf returns the SCM_TIMESTAMPNS time in the control messages oob,
+// or now if there is none.
+func stampOf(oob []byte) time.Time {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err == nil {
+		for _, m := range msgs {
+			if m.Header.Level == unix.SOL_SOCKET && m.Header.Type == unix.SCM_TIMESTAMPNS && len(m.Data) >= 16 {
+				return time.Unix(int64(binary.NativeEndian.Uint64(m.Data)), int64(binary.NativeEndian.Uint64(m.Data[8:])))
+			}
+		}
+	}
+	return time.Now()
 }
 
 func ttlOf(b []byte) uint8 {
@@ -147,6 +176,11 @@ func (s *Sniffer) record(seen Seen) {
 	if h, ok := s.highest[k]; !ok || int32(seen.End()-h.End()) >= 0 || seen.Flags.Has(packet.SYN) {
 		s.highest[k] = seen
 	}
+	for _, tp := range s.taps {
+		if tp.pred(seen) {
+			tp.fn(seen)
+		}
+	}
 	kept := s.waiters[:0]
 	for _, w := range s.waiters {
 		if w.pred(seen) {
@@ -165,6 +199,27 @@ func (s *Sniffer) Highest(src, dst netip.AddrPort) (Seen, bool) {
 	defer s.mu.Unlock()
 	h, ok := s.highest[flowDir{src, dst}]
 	return h, ok
+}
+
+// Tap calls fn, on the sniffer's goroutine and at once, for every segment
+// seen from now on for which pred is true, until the returned stop is
+// called: an observer on the path that acts on what it sees (fn must not
+// call the sniffer's methods).
+func (s *Sniffer) Tap(pred func(Seen) bool, fn func(Seen)) (stop func()) {
+	tp := &tap{pred: pred, fn: fn}
+	s.mu.Lock()
+	s.taps = append(s.taps, tp)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i, x := range s.taps {
+			if x == tp {
+				s.taps = append(s.taps[:i], s.taps[i+1:]...)
+				return
+			}
+		}
+	}
 }
 
 // Wait returns the first segment seen from now on for which pred is true.

@@ -60,7 +60,9 @@
 // Sockets created inside Do keep their namespace after Do returns, so a
 // listener or connection can be created in Do and used from any goroutine.
 //
-// It imports packet/craft, ruleset, deploy (the shipped rules) and the standard library; never the daemon's packages nfq or metrics: it runs the real binary.
+// It imports packet/craft, ruleset, deploy (the shipped rules), go-nfqueue (the Delayer's
+// consumer in the server namespace) and the standard library; never the daemon's packages
+// nfq or metrics: it runs the real binary.
 package lab
 
 import (

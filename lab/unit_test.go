@@ -4,7 +4,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rstguard/rstguard/config"
 	"github.com/rstguard/rstguard/packet"
 )
 
@@ -103,5 +105,81 @@ func TestScenarioNamesUnique(t *testing.T) {
 			t.Errorf("scenario %q: duplicate or incomplete", s.Name)
 		}
 		seen[s.Name] = true
+	}
+}
+
+// TestConfig parses the lab's generated configuration with the daemon's
+// own parser: [injection] is written only when a scenario sets it, and the
+// daemon's default applies otherwise.
+func TestConfig(t *testing.T) {
+	def, err := config.Parse("lab.toml", []byte(Config("window", "", DefaultMetricsAddr, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := config.Default().Injection.Mode; def.Injection.Mode != want {
+		t.Errorf("no injection set: mode %q, want the default %q", def.Injection.Mode, want)
+	}
+	for _, mode := range []string{"off", "log", "hold"} {
+		c, err := config.Parse("lab.toml", []byte(Config("exact", mode, DefaultMetricsAddr, "/tmp/events.jsonl")))
+		if err != nil {
+			t.Fatalf("injection %q: %v", mode, err)
+		}
+		if c.Injection.Mode != mode || c.Policy.RSTMode != "exact" {
+			t.Errorf("injection %q: parsed mode %q, rst_mode %q", mode, c.Injection.Mode, c.Policy.RSTMode)
+		}
+	}
+}
+
+func TestAttemptsHelpers(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		ds          []time.Duration
+		median, max float64
+	}{
+		{nil, 0, 0},
+		{[]time.Duration{3 * ms}, 0.003, 0.003},
+		{[]time.Duration{50 * ms, 1 * ms, 52 * ms}, 0.050, 0.052},
+		{[]time.Duration{4 * ms, 1 * ms, 2 * ms, 10 * ms}, 0.003, 0.010},
+	} {
+		if m, x := medianMax(c.ds); m != c.median || x != c.max {
+			t.Errorf("medianMax(%v) = %v, %v, want %v, %v", c.ds, m, x, c.median, c.max)
+		}
+	}
+	a := []string{"intact", "intact", "reset", "intact"}
+	if got, want := Attempts(a), "1-2 intact, 3 reset, 4 intact"; got != want {
+		t.Errorf("Attempts = %q, want %q", got, want)
+	}
+	if got, want := summarize(a, "intact", OutcomeSurvived), "reset (3 of 4 intact)"; got != want {
+		t.Errorf("summarize = %q, want %q", got, want)
+	}
+	if got := summarize([]string{"intact", "intact"}, "intact", OutcomeSurvived); got != OutcomeSurvived {
+		t.Errorf("summarize all good = %q", got)
+	}
+	if got := summarize([]string{"reset", "refused"}, "intact", OutcomeSurvived); got != "reset" {
+		t.Errorf("summarize none good = %q", got)
+	}
+	if err := allAttempts("intact")(Observation{Attempts: a}); err == nil {
+		t.Error("allAttempts passed a reset")
+	}
+	if err := allAttempts("intact")(Observation{}); err == nil {
+		t.Error("allAttempts passed no attempts")
+	}
+	ok := Observation{Genuine: 10, GenuineSeen: 10, GenuineArrived: 10, GenuineDelayMax: 0.051}
+	if err := genuineDelivered(250 * ms)(ok); err != nil {
+		t.Error(err)
+	}
+	if err := genuineDelivered(40 * ms)(ok); err == nil {
+		t.Error("genuineDelivered passed a trip above its limit")
+	}
+	if err := genuineDelivered(0)(Observation{Genuine: 10, GenuineSeen: 9, GenuineArrived: 10}); err == nil {
+		t.Error("genuineDelivered passed a reset the client did not see")
+	}
+	inj := Observation{Forged: 10, Metrics: map[string]float64{`rstguard_packets_total{reason="rst_injected",verdict="drop"}`: 10}}
+	if err := injectedDropped(inj); err != nil {
+		t.Error(err)
+	}
+	inj.Forged = 11
+	if err := injectedDropped(inj); err == nil {
+		t.Error("injectedDropped passed 11 forged, 10 dropped")
 	}
 }

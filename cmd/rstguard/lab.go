@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/rstguard/rstguard/lab"
 )
@@ -192,7 +193,47 @@ func obsCell(o lab.Observation) string {
 	if o.Note != "" {
 		s += " (" + o.Note + ")"
 	}
+	if o.Genuine > 0 {
+		s += fmt.Sprintf("; genuine %d/%d, %s", o.GenuineSeen, o.Genuine, ms(o.GenuineDelayMedian))
+	}
 	return s
+}
+
+// ms formats seconds for the report, to the microsecond.
+func ms(s float64) string { return time.Duration(s * 1e9).Round(time.Microsecond).String() }
+
+// printAttacks prints, for the scenarios that attack several requests or
+// connections, each attempt's outcome, and where genuine resets were
+// measured, their trip from the server's eth0 to the client's without and
+// with the guard: the delay the guard's hold adds.
+func printAttacks(w io.Writer, rep *lab.Report) {
+	for _, r := range rep.Results {
+		if len(r.Off.Attempts)+len(r.On.Attempts) == 0 && r.Off.Genuine+r.On.Genuine == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s:\n", r.Name)
+		for _, h := range []struct {
+			name string
+			o    lab.Observation
+		}{{"without guard", r.Off}, {"with guard", r.On}} {
+			if len(h.o.Attempts) > 0 {
+				fmt.Fprintf(w, "  %-13s attempts: %s\n", h.name, lab.Attempts(h.o.Attempts))
+			}
+		}
+		for _, h := range []struct {
+			name string
+			o    lab.Observation
+		}{{"without guard", r.Off}, {"with guard", r.On}} {
+			if h.o.Genuine > 0 {
+				fmt.Fprintf(w, "  %-13s genuine resets: %d sent, %d arrived, %d seen by the client; server eth0 -> client eth0 median %s, max %s\n",
+					h.name, h.o.Genuine, h.o.GenuineArrived, h.o.GenuineSeen, ms(h.o.GenuineDelayMedian), ms(h.o.GenuineDelayMax))
+			}
+		}
+		if r.Off.GenuineArrived > 0 && r.On.GenuineArrived > 0 {
+			fmt.Fprintf(w, "  added by the guard: median %s, max %s\n",
+				ms(r.On.GenuineDelayMedian-r.Off.GenuineDelayMedian), ms(r.On.GenuineDelayMax-r.Off.GenuineDelayMax))
+		}
+	}
 }
 
 func printReport(w io.Writer, rep *lab.Report) {
@@ -211,6 +252,7 @@ func printReport(w io.Writer, rep *lab.Report) {
 			fmt.Fprintf(w, "FAIL %s: %s\n", r.Name, r.Why)
 		}
 	}
+	printAttacks(w, rep)
 	fmt.Fprintln(w, "\n\"delivered\" counts forged packets that reached the victim host (a counting rule in its INPUT chain);")
 	fmt.Fprintln(w, "Linux itself ignores most of them (RFC 5961), hosts without that defence would not.")
 	fmt.Fprintln(w, "\nguard metrics over the run (non-zero):")
@@ -219,6 +261,8 @@ func printReport(w io.Writer, rep *lab.Report) {
 		{"resets by state and outcome", "rstguard_resets_total"},
 		{"flagged SYNs (RFC 3360: counted, never dropped)", "rstguard_syn_flagged_total"},
 		{"flows created", "rstguard_flows_created_total"},
+		{"resets suspected of injection, by signal", "rstguard_injection_suspected_total"},
+		{"held resets by outcome ([injection] hold)", "rstguard_resets_held_total"},
 	}
 	for _, g := range groups {
 		var keys []string
