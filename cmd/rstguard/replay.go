@@ -156,7 +156,10 @@ func replayMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		selected, dropped int
 		filtered          = len(filters) > 0 || *dropsOnly
 	)
-	sum, err := replay.Run(in, eng, func(f replay.Frame) {
+	// [injection] mode "hold": held resets get their final verdicts with
+	// capture time as the clock, at most max_held of them at once.
+	opts := replay.Options{MaxHeld: cfg.Injection.MaxHeld}
+	sum, err := replay.RunOptions(in, eng, opts, func(f replay.Frame) {
 		if !matchAny(filters, &f) {
 			return
 		}
