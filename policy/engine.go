@@ -223,7 +223,7 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 			e.signal(SignalTalkedAfterReset, uint32(f.RSTSeq()), uint32(p.Seq))
 		}
 	case r.Verdict() == Accept:
-		e.contradicts(f, slot, d, st, end, ack, p.Flags&packet.SYN != 0)
+		e.contradicts(f, slot, d, st, end, ack, p.Flags)
 	}
 	return r
 }

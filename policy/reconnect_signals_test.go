@@ -64,3 +64,30 @@ func TestNewIncarnationIsNoEvidence(t *testing.T) {
 		t.Errorf("SYN-ACK after the refusal: signals %s, state %s; want synack_after_refusal, syn_recv", c.last.Signals.AppendJSON(nil), c.state())
 	}
 }
+
+// TestHeldInitiatorResetNewSYN: in [injection] mode "hold", the
+// initiator's reset in SYN-SENT (at its SND.NXT, SPEC 4) is held; its next
+// SYN with a new ISN replaces the sequence space (RFC 9293 3.10.7.3; Linux
+// re-initialises) and continues nothing, so it is no evidence and the
+// reset is not dropped, whichever way the new ISN lies. Before the fix a
+// larger new ISN looked like new data (talked_after_reset) and the genuine
+// reset was dropped as rst_injected.
+func TestHeldInitiatorResetNewSYN(t *testing.T) {
+	for _, delta := range []int32{100_000, -100_000, 0} {
+		pc := DefaultConfig()
+		pc.Injection.Mode = InjectionHold
+		c := newConv(t, pc)
+		c.must(c.fromClient(seg{flags: packet.SYN, seq: cISN, win: 502}), ReasonTracked, "SYN")
+		c.fromClient(seg{flags: packet.RST, seq: cISN + 1})
+		if c.last.Verdict != Hold {
+			t.Fatalf("the initiator's reset: %s/%s, want held", c.last.Verdict, c.last.Reason)
+		}
+		c.must(c.fromClient(seg{flags: packet.SYN, seq: cISN + uint32(delta), win: 502}), ReasonTracked, "next SYN")
+		if c.last.Injected != 0 || c.last.Signals != 0 {
+			t.Errorf("ISN %+d: the new SYN dropped the held reset (injected %d, signals %s)", delta, c.last.Injected, c.last.Signals.AppendJSON(nil))
+		}
+		if n := c.e.Stats().Reasons[ReasonRSTInjected].Load(); n != 0 {
+			t.Errorf("ISN %+d: rst_injected counted %d", delta, n)
+		}
+	}
+}
