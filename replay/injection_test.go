@@ -324,6 +324,33 @@ var injectionCases = []injectionCase{
 		},
 	},
 	{
+		name:   "both sides abort at once",
+		clause: "RFC 9293 3.10.7.4 (each reset at the other's RCV.NXT)",
+		build: func(k *talk) map[string]int {
+			k.handshake()
+			k.after(time.Millisecond).data(true, 300)
+			srv := k.after(time.Millisecond).rst(false, k.s, 0)
+			cli := k.after(time.Millisecond).rst(true, k.c, 0)
+			return map[string]int{"srv": srv, "cli": cli}
+		},
+		hold: func(ix map[string]int) []frameWant {
+			return []frameWant{
+				// The other side's reset is judged at once and closes
+				// the flow; the held one is let through when its hold
+				// ends (policy.holdRST).
+				{ix["srv"], "the server's reset, held", policy.Accept, policy.ReasonRSTValid, conntrack.StateEstablished, 50 * time.Millisecond, 0},
+				{ix["cli"], "the client's reset, judged at once", policy.Accept, policy.ReasonRSTValid, conntrack.StateEstablished, notHeld, 0},
+			}
+		},
+		log: func(ix map[string]int) []frameWant {
+			return []frameWant{
+				{ix["srv"], "the server's reset", policy.Accept, policy.ReasonRSTValid, conntrack.StateEstablished, notHeld, 0},
+				// SPEC 4 row closed: the sender's own SND.NXT.
+				{ix["cli"], "the client's reset", policy.Accept, policy.ReasonRSTValid, conntrack.StateClosed, notHeld, 0},
+			}
+		},
+	},
+	{
 		name:   "genuine refusal in SYN-SENT, released at the end of the capture",
 		clause: "RFC 9293 3.10.7.3 (RST/ACK acknowledging the SYN)",
 		build: func(k *talk) map[string]int {
