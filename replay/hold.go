@@ -34,9 +34,10 @@ type holdQueue struct {
 	// frames emitted before q[0].
 	q    []queued
 	base int
-	// wait lists the entries of q that wait for their verdict (by
-	// base-relative position, in capture order): at most maxHeld, so
-	// that each frame costs at most maxHeld steps, not the length of q.
+	// wait lists the entries of q that wait for their verdict, in
+	// capture order, by their position counted from the first frame
+	// (q[i-base]): at most maxHeld, so that each frame costs at most
+	// maxHeld steps, not the length of q.
 	wait []int
 	// held and dropped count the resets held and those of them dropped
 	// as rst_injected.
