@@ -208,7 +208,13 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	} else {
 		r = e.reason(e.table.Segment(slot, d, p, now))
 	}
-	if st == conntrack.StateClosed && f.State() != conntrack.StateClosed && d == f.RSTDir() {
+	switch {
+	case st == conntrack.StateClosed && p.Flags&(packet.SYN|packet.ACK) == packet.SYN:
+		// A SYN after the reset retransmits the old one or opens a new
+		// incarnation (conntrack's SYN deleted the closed flow and
+		// created another, not necessarily in slot): no evidence about
+		// the reset, and f may no longer be its flow.
+	case st == conntrack.StateClosed && f.State() != conntrack.StateClosed && d == f.RSTDir():
 		// The flow was revived by its reset's own sender (conntrack's
 		// Segment and SYN).
 		if p.Flags&packet.SYN != 0 {
@@ -216,8 +222,8 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 		} else {
 			e.signal(SignalTalkedAfterReset, uint32(f.RSTSeq()), uint32(p.Seq))
 		}
-	} else if r.Verdict() == Accept {
-		e.contradicts(f, slot, d, st, end, ack, p.Flags&packet.SYN != 0)
+	case r.Verdict() == Accept:
+		e.contradicts(f, slot, d, st, end, ack, p.Flags)
 	}
 	return r
 }

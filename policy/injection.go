@@ -165,20 +165,26 @@ func (e *Engine) holdRST(f *conntrack.Flow, slot uint32, d conntrack.Dir, p *pac
 	return true
 }
 
-// contradicts checks a packet accepted in direction d of slot's flow
-// against the flow's held resets: if d is the side they claim to come from
-// and the packet continued its sequence space (new data or an advancing
-// ACK: before are d's end and ack before the packet) or, in SYN-SENT, is
-// the responder's SYN-ACK, the resets were not sent by it. They are dropped
-// (Decision.Injected) and the hold ends.
-func (e *Engine) contradicts(f *conntrack.Flow, slot uint32, d conntrack.Dir, st conntrack.State, endBefore, ackBefore seqnum.Value, synack bool) {
+// contradicts checks a packet accepted in direction d of slot's flow (its
+// flags fl) against the flow's held resets: if d is the side they claim to
+// come from and the packet continued its sequence space (new data or an
+// advancing ACK: before are d's end and ack before the packet) or, in
+// SYN-SENT, is the responder's SYN-ACK, the resets were not sent by it.
+// They are dropped (Decision.Injected) and the hold ends. The initiator's
+// SYN (no ACK) continues nothing: it retransmits the SYN or, with a new
+// ISN, replaces the sequence space the reset was in (RFC 9293 3.10.7.3;
+// Linux re-initialises), so a larger new ISN is no evidence.
+func (e *Engine) contradicts(f *conntrack.Flow, slot uint32, d conntrack.Dir, st conntrack.State, endBefore, ackBefore seqnum.Value, fl packet.Flags) {
 	tok, n, hd, seq := f.Held()
 	if tok == 0 || hd != d {
 		return
 	}
 	s := f.Peer(d)
+	syn := fl&packet.SYN != 0
 	switch {
-	case synack && st == conntrack.StateSynSent && f.State() != conntrack.StateSynSent:
+	case syn && fl&packet.ACK == 0 && d == conntrack.Original:
+		return
+	case syn && st == conntrack.StateSynSent && f.State() != conntrack.StateSynSent:
 		e.signal(SignalSynAckAfterRefusal, uint32(seq), uint32(s.ISN()))
 	case endBefore.LessThan(s.End()):
 		e.signal(SignalTalkedAfterReset, uint32(seq), uint32(s.End()))

@@ -27,6 +27,19 @@ import (
 //	         [lo, hi) it had to hit, as policy.Detail reports them: the
 //	         acknowledgement numbers that acknowledge the SYN for a
 //	         reset answering one (syn_sent), else sequence numbers
+//	held_ns  for a reset [injection] mode "hold" held only: how long it
+//	         was held, in capture time (nanoseconds). Its verdict is the
+//	         final one: "drop" with reason "rst_injected" when a later
+//	         frame of its purported sender contradicted it within
+//	         max_hold, else "accept" with the reason it was held with
+//	signals  the evidence of injection the decision reported, only when
+//	         there is some (policy.Signals.AppendJSON, e.g.
+//	         ["talked_after_reset"]), with
+//	expected, seen  the values of the first signal: sequence or
+//	         acknowledgement numbers, or TTLs (policy.Decision)
+//
+// Keys are only ever added, at the end: a tool that reads the keys above
+// keeps working.
 //
 // Every value is an ASCII string the engine or net/netip produced, or a
 // number, so no escaping is needed.
@@ -66,6 +79,18 @@ func (f *Frame) AppendJSON(b []byte) []byte {
 		b = strconv.AppendUint(b, uint64(f.WinHi), 10)
 		b = append(b, '}')
 	}
+	if f.Held {
+		b = append(b, `,"held_ns":`...)
+		b = strconv.AppendInt(b, f.HeldNS, 10)
+	}
+	if f.Signals != 0 {
+		b = append(b, `,"signals":`...)
+		b = f.Signals.AppendJSON(b)
+		b = append(b, `,"expected":`...)
+		b = strconv.AppendUint(b, uint64(f.Expected), 10)
+		b = append(b, `,"seen":`...)
+		b = strconv.AppendUint(b, uint64(f.Seen), 10)
+	}
 	return append(b, '}')
 }
 
@@ -96,6 +121,21 @@ func (f *Frame) AppendText(b []byte) []byte {
 	if f.Window {
 		b = fmt.Appendf(b, " window=[%d,%d)", f.WinLo, f.WinHi)
 	}
+	if f.Held {
+		b = fmt.Appendf(b, " held=%s", time.Duration(f.HeldNS))
+	}
+	if f.Signals != 0 {
+		b = append(b, " signals="...)
+		for s := policy.Signal(0); s < policy.NumSignals; s++ {
+			if f.Signals.Has(s) {
+				if b[len(b)-1] != '=' {
+					b = append(b, ',')
+				}
+				b = append(b, s.String()...)
+			}
+		}
+		b = fmt.Appendf(b, " expected=%d seen=%d", f.Expected, f.Seen)
+	}
 	return b
 }
 
@@ -105,6 +145,11 @@ func (s *Summary) WriteSummary(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "frames: %d (TCP %d, not IP %d), flows created: %d, dropped: %d\n",
 		s.Frames, s.TCP, s.NonIP, s.FlowsCreated, s.Dropped())
+	if s.Held > 0 {
+		// [injection] mode "hold"; the line is absent otherwise.
+		fmt.Fprintf(tw, "resets held: %d (dropped as rst_injected: %d, released: %d)\n",
+			s.Held, s.HeldDropped, s.Held-s.HeldDropped)
+	}
 	fmt.Fprintln(tw, "verdict\treason\tframes")
 	for _, v := range []policy.Verdict{policy.Accept, policy.Drop} {
 		for r, n := range s.Reasons {

@@ -21,7 +21,9 @@ const replayUsage = `usage: rstguard replay [--config FILE] [--format jsonl|text
 Runs every packet of a pcap or pcapng capture through the daemon's engine,
 with the capture's timestamps as the clock, and prints one line per frame:
 its verdict, reason and the flow's state before it. CAPTURE "-" reads
-standard input. No root needed.
+standard input. No root needed. With [injection] mode = "hold" in the
+configuration, a held reset's line, at its own frame, carries its final
+verdict (rst_injected, or accepted once max_hold of capture time passed).
 
 Link types: Ethernet (with 802.1Q/802.1ad tags), raw IP (LINKTYPE_RAW,
 LINKTYPE_IPV4, LINKTYPE_IPV6), Linux cooked SLL/SLL2 (tcpdump -i any), BSD
@@ -156,7 +158,10 @@ func replayMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		selected, dropped int
 		filtered          = len(filters) > 0 || *dropsOnly
 	)
-	sum, err := replay.Run(in, eng, func(f replay.Frame) {
+	// [injection] mode "hold": held resets get their final verdicts with
+	// capture time as the clock, at most max_held of them at once.
+	opts := replay.Options{MaxHeld: cfg.Injection.MaxHeld}
+	sum, err := replay.RunOptions(in, eng, opts, func(f replay.Frame) {
 		if !matchAny(filters, &f) {
 			return
 		}

@@ -5,11 +5,21 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/rstguard/rstguard/config"
+	"github.com/rstguard/rstguard/packet"
+	"github.com/rstguard/rstguard/packet/craft"
+	"github.com/rstguard/rstguard/replay"
 )
 
 const replayTestdata = "../../replay/testdata"
@@ -360,5 +370,139 @@ func TestReplayFlagsInREADME(t *testing.T) {
 		if !strings.Contains(section, lt.readme) || !strings.Contains(help, lt.help) {
 			t.Errorf("link type %s: missing from the README's replay section or the help", lt.help)
 		}
+	}
+}
+
+// injectedAbortCapture is a raw-IP pcap of a connection (ISNs just below
+// 2^32) whose server is reset at the client's exact RCV.NXT by an observer
+// on the path, and whose server sends more data 20 ms later: frames 1-3
+// the handshake, 4 server data, 5 the injected reset, 6 the server's next
+// data.
+func injectedAbortCapture(t *testing.T) []byte {
+	t.Helper()
+	cli, srv := netip.MustParseAddrPort("192.0.2.1:40000"), netip.MustParseAddrPort("192.0.2.2:443")
+	c, s := uint32(0xffff_f000), uint32(0xffff_ff00) // variables: the sums wrap
+	ws := craft.Options(craft.MSS(1460), craft.WScale(7))
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	frames := []struct {
+		d   time.Duration
+		seg craft.TCP
+	}{
+		{0, craft.TCP{Src: cli, Dst: srv, Seq: c, Flags: packet.SYN, Window: 64240, Options: ws}},
+		{time.Millisecond, craft.TCP{Src: srv, Dst: cli, Seq: s, Ack: c + 1, Flags: packet.SYN | packet.ACK, Window: 65160, Options: ws}},
+		{time.Millisecond, craft.TCP{Src: cli, Dst: srv, Seq: c + 1, Ack: s + 1, Flags: packet.ACK, Window: 502}},
+		{time.Millisecond, craft.TCP{Src: srv, Dst: cli, Seq: s + 1, Ack: c + 1, Flags: packet.PSH | packet.ACK, Window: 502, Payload: make([]byte, 1000)}},
+		{time.Millisecond, craft.TCP{Src: srv, Dst: cli, Seq: s + 1001, Ack: c + 1, Flags: packet.RST | packet.ACK}},
+		{20 * time.Millisecond, craft.TCP{Src: srv, Dst: cli, Seq: s + 1001, Ack: c + 1, Flags: packet.PSH | packet.ACK, Window: 502, Payload: make([]byte, 1000)}},
+	}
+	var buf bytes.Buffer
+	w := pcapgo.NewWriterNanos(&buf)
+	if err := w.WriteFileHeader(65535, layers.LinkTypeRaw); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range frames {
+		at = at.Add(f.d)
+		b := f.seg.Bytes()
+		if err := w.WritePacket(gopacket.CaptureInfo{Timestamp: at, CaptureLength: len(b), Length: len(b)}, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.Bytes()
+}
+
+// TestReplayCommandInjection: rstguard replay applies [injection] from
+// --config with capture time as the clock (SPEC 12; Weaver, Sommer, Paxson,
+// NDSS 2009: the purported sender talks after its reset). In hold mode the
+// injected reset's line, at its own frame, is a drop with rst_injected and
+// held_ns; in log mode (the default) it is accepted and the evidence is
+// reported on the data that follows; off reports nothing. The new keys
+// come after the keys of SPEC section 8.
+func TestReplayCommandInjection(t *testing.T) {
+	if replay.DefaultMaxHeld != config.DefaultMaxHeld {
+		t.Errorf("replay.DefaultMaxHeld %d, config.DefaultMaxHeld %d", replay.DefaultMaxHeld, config.DefaultMaxHeld)
+	}
+	dir := t.TempDir()
+	capture := filepath.Join(dir, "injected.pcap")
+	if err := os.WriteFile(capture, injectedAbortCapture(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode       string // "" : no --config
+		rst        string // verdict/reason of frame 5
+		held       bool
+		rstSignals string // the signals key of frames 5 and 6, "" if absent
+		dataSignal string
+		summary    []string
+	}{
+		{"hold", "drop/rst_injected", true, "", `["talked_after_reset"]`, []string{"rst_injected  1", "resets held: 1 (dropped as rst_injected: 1, released: 0)"}},
+		{"log", "accept/rst_valid", false, "", `["talked_after_reset"]`, []string{"rst_valid  1"}},
+		{"", "accept/rst_valid", false, "", `["talked_after_reset"]`, []string{"rst_valid  1"}},
+		{"off", "accept/rst_valid", false, "", "", []string{"rst_valid  1"}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			args := []string{"--format", "jsonl", capture}
+			if tc.mode != "" {
+				cfg := filepath.Join(dir, tc.mode+".toml")
+				if err := os.WriteFile(cfg, []byte("[injection]\nmode = \""+tc.mode+"\"\nmax_held = 4\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append([]string{"--config", cfg}, args...)
+			}
+			code, out, errOut := runReplay(t, nil, args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			ms := replayLines(t, out)
+			if len(ms) != 6 {
+				t.Fatalf("%d lines:\n%s", len(ms), out)
+			}
+			lines := strings.Split(out, "\n")
+			rst, data := ms[4], ms[5]
+			if got := fmt.Sprint(rst["verdict"], "/", rst["reason"]); got != tc.rst {
+				t.Errorf("injected reset: %s, want %s\n%s", got, tc.rst, lines[4])
+			}
+			if h, ok := rst["held_ns"]; ok != tc.held || (ok && h != float64(20e6)) {
+				t.Errorf("injected reset: held_ns %v, want it only in hold mode, 20000000: %s", h, lines[4])
+			}
+			if _, ok := rst["signals"]; ok {
+				t.Errorf("injected reset: signals without evidence: %s", lines[4])
+			}
+			if data["verdict"] != "accept" || data["reason"] != "tracked" {
+				t.Errorf("the server's data: %s", lines[5])
+			}
+			if tc.dataSignal == "" {
+				if _, ok := data["signals"]; ok {
+					t.Errorf("signals with [injection] mode off: %s", lines[5])
+				}
+			} else if !strings.HasSuffix(lines[5], `"signals":`+tc.dataSignal+`,"expected":`+fmt.Sprint(data["expected"])+`,"seen":`+fmt.Sprint(data["seen"])+`}`) {
+				t.Errorf("the server's data: want signals %s with expected and seen, last: %s", tc.dataSignal, lines[5])
+			}
+			// Added keys come last: the SPEC 8 keys keep their order.
+			if i := strings.Index(lines[4], `"len":0`); i < 0 || (tc.held && !strings.HasSuffix(lines[4], `"len":0,"held_ns":20000000}`)) {
+				t.Errorf("key order: %s", lines[4])
+			}
+			for _, l := range ms[:4] {
+				for _, k := range []string{"held_ns", "signals", "expected", "seen"} {
+					if _, ok := l[k]; ok {
+						t.Errorf("frame %v: %q on a frame that neither was held nor gave evidence", l["frame"], k)
+					}
+				}
+			}
+			for _, s := range tc.summary {
+				if !strings.Contains(errOut, s) {
+					t.Errorf("summary lacks %q:\n%s", s, errOut)
+				}
+			}
+			// --fail-on-drop counts the rst_injected drop.
+			if code, _, _ := runReplay(t, nil, append(args, "--fail-on-drop")...); (code == exitDropped) != tc.held {
+				t.Errorf("--fail-on-drop: exit %d", code)
+			}
+			// The text format carries the same.
+			_, text, _ := runReplay(t, nil, append(args[:len(args)-3:len(args)-3], capture)...)
+			if tc.held && !strings.Contains(text, "rst_injected") || tc.held && !strings.Contains(text, "held=20ms") ||
+				tc.dataSignal != "" && !strings.Contains(text, "signals=talked_after_reset expected=") {
+				t.Errorf("text output:\n%s", text)
+			}
+		})
 	}
 }
