@@ -220,7 +220,13 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 		if p.Flags&packet.SYN != 0 {
 			e.signal(SignalSynAckAfterRefusal, uint32(f.RSTSeq()), uint32(p.Seq))
 		} else {
-			e.signal(SignalTalkedAfterReset, uint32(f.RSTSeq()), uint32(p.Seq))
+			// As contradicts reports it: the reset's number and the
+			// sender's new end, or its last and new ACK.
+			if end.LessThan(s.End()) {
+				e.signal(SignalTalkedAfterReset, uint32(f.RSTSeq()), uint32(s.End()))
+			} else {
+				e.signal(SignalTalkedAfterReset, uint32(ack), uint32(s.Ack()))
+			}
 		}
 	case r.Verdict() == Accept:
 		e.contradicts(f, slot, d, st, end, ack, p.Flags)

@@ -207,13 +207,19 @@ func TestInjectionSignalsLog(t *testing.T) {
 	t.Run("talked_after_reset (Weaver et al. 4.1)", func(t *testing.T) {
 		c := newConv(t, withInjection(InjectionLog))
 		c.handshake(cISN, sISN, 502, 509, 7, 7)
-		c.must(c.fromServer(seg{flags: packet.RST, seq: c.sNxt}), ReasonRSTValid, "reset")
+		rst := c.sNxt
+		c.must(c.fromServer(seg{flags: packet.RST, seq: rst}), ReasonRSTValid, "reset")
 		if c.last.Verdict != Accept {
 			t.Fatalf("log mode held: %s", c.last.Verdict)
 		}
 		c.must(c.data(false, 100, 509), ReasonTracked, "the server goes on")
 		if !c.last.Signals.Has(SignalTalkedAfterReset) || c.e.Stats().Injection[SignalTalkedAfterReset].Load() != 1 {
 			t.Fatalf("signals %b", c.last.Signals)
+		}
+		// Expected: the reset's number; seen: where the sender's data
+		// ends (as hold mode reports it).
+		if c.last.Expected != rst || c.last.Seen != rst+100 {
+			t.Fatalf("expected %d seen %d, want %d %d", c.last.Expected, c.last.Seen, rst, rst+100)
 		}
 		if st := c.state(); st != conntrack.StateEstablished {
 			t.Fatalf("state %s, want established (revived)", st)
