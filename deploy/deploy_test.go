@@ -413,6 +413,7 @@ func TestDashboardCoverage(t *testing.T) {
 		"rstguard_queue_user_dropped_total", "rstguard_decision_duration_seconds_bucket",
 		"rstguard_panics_recovered_total", "rstguard_config_reload_failed_total", "rstguard_build_info",
 		"rstguard_unvalidated_packets_total", "rstguard_unvalidated_resets_total", "rstguard_ruleset_problem",
+		"rstguard_injection_suspected_total", "rstguard_resets_held_total", "rstguard_resets_held",
 	} {
 		if !regexp.MustCompile(`\b` + m + `\b`).MatchString(all) {
 			t.Errorf("no dashboard panel queries %s", m)
@@ -425,6 +426,7 @@ func TestDashboardCoverage(t *testing.T) {
 		"rstguard_untracked_packets_total", "rstguard_panics_recovered_total", "rstguard_queue_bound",
 		"rstguard_config_last_reload_successful", "rstguard_config_last_reload_success_timestamp_seconds",
 		"rstguard_config_restart_required", "rstguard_flows_limit", "rstguard_flows_tracked",
+		"rstguard_injection_suspected_total",
 	} {
 		if !strings.Contains(text, m) {
 			t.Errorf("no alert uses %s", m)
