@@ -70,7 +70,8 @@ func TestShippedRulesE2E(t *testing.T) {
 	}
 	l.cfgPath = filepath.Join(dir, "config.toml")
 	l.writeConfig(string(example))
-	os.Remove(GuardStatePath) // a state file of an earlier test's daemon
+	statePath := nsGuardStatePath(t, l.gw)
+	os.Remove(statePath) // a state file of an earlier test's daemon
 
 	l.serveTCP4()
 	sniff := newSniffer(t, l.cli)
@@ -192,7 +193,7 @@ func TestShippedRulesE2E(t *testing.T) {
 	killed := time.Now()
 	<-l.waitc
 	atKill := []int64{watches[0].received.Load(), watches[1].received.Load()}
-	saved, err := os.ReadFile(GuardStatePath)
+	saved, err := os.ReadFile(statePath)
 	if err != nil {
 		t.Fatalf("the killed daemon left no guard state: %v", err)
 	}
@@ -246,6 +247,17 @@ func TestShippedRulesE2E(t *testing.T) {
 }
 
 type guardCount struct{ hits, unjudged, resets uint64 }
+
+// nsGuardStatePath is the guard state file of a daemon in network
+// namespace ns (guardStatePath: the namespace's inode appended).
+func nsGuardStatePath(t *testing.T, ns string) string {
+	t.Helper()
+	fi, err := os.Stat("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return GuardStatePath + ".net" + strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10)
+}
 
 // guardCounters reads the shipped rules' counters with iptables-save in ns.
 func guardCounters(ctx context.Context, t *testing.T, ns string) guardCount {

@@ -102,11 +102,13 @@ func logConfigErrors(log *slog.Logger, msg string, err error) {
 }
 
 type runDaemon struct {
-	cfgPath  string
-	explicit bool
-	cfg      *config.Config // the running configuration
-	logs     *logSwitch
-	log      *slog.Logger
+	cfgPath string
+	// guardPath is the guard state file of this network namespace.
+	guardPath string
+	explicit  bool
+	cfg       *config.Config // the running configuration
+	logs      *logSwitch
+	log       *slog.Logger
 
 	workers []*nfq.Worker
 	proc    metrics.Process
@@ -141,8 +143,31 @@ func (d *runDaemon) setRunning(cfg *config.Config, file string, restartPending [
 
 // GuardStatePath is where the daemon keeps the rule counters it has
 // accounted for, so that the next daemon accounts what passed while none ran
-// (the unit's RuntimeDirectory=rstguard, kept across restarts).
+// (the unit's RuntimeDirectory=rstguard, kept across restarts). The file
+// name ends in the daemon's network namespace inode
+// (guard-state.net4026531840): each namespace has its own rules and
+// counters, so daemons of different namespaces on one host (lab gateways,
+// two HA gateways, containers sharing /run) never overwrite each other's
+// state, and a restarted daemon in the same namespace finds its own.
 const GuardStatePath = "/run/rstguard/guard-state"
+
+// guardStatePath is GuardStatePath for this process's network namespace. A
+// state file of an older daemon without the suffix is taken over.
+func guardStatePath() string {
+	fi, err := os.Stat("/proc/self/ns/net")
+	if err != nil {
+		return GuardStatePath
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return GuardStatePath
+	}
+	p := GuardStatePath + ".net" + strconv.FormatUint(st.Ino, 10)
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+		os.Rename(GuardStatePath, p) // no legacy file: nothing to take over
+	}
+	return p
+}
 
 // rulesInterval is how often the live rules and their counters are read.
 const rulesInterval = 2 * time.Second
@@ -195,7 +220,7 @@ func (d *runDaemon) checkRules(ctx context.Context, bound []uint16, last *[metri
 		now[metrics.ProblemGuardMissing] = missing
 		if err := d.proc.Guard.Sample(c, len(unbound) > 0); err != nil && report {
 			d.log.Warn("could not save the guard's counter state; after a restart, what passed while the daemon was down is not accounted",
-				"path", GuardStatePath, "err", err)
+				"path", d.guardPath, "err", err)
 		}
 	}
 	for p := range metrics.NumRulesetProblems {
@@ -246,7 +271,8 @@ func (d *runDaemon) run() int {
 	}
 	epoch := time.Now()
 	d.proc.LastReloadSuccess.Store(epoch.UnixNano())
-	d.proc.Guard = ruleset.NewAccountant(GuardStatePath)
+	d.guardPath = guardStatePath()
+	d.proc.Guard = ruleset.NewAccountant(d.guardPath)
 	d.rulesNow = make(chan struct{}, 1)
 	pc, tc := cfg.PolicyConfig(), cfg.TableConfig(len(cfg.Queue.Numbers))
 	var mqs []metrics.Queue
