@@ -24,6 +24,12 @@ Builds four network namespaces (client, gateway, server, attacker), plays
 forged-reset attacks and RFC 3360 cases between real Linux TCP endpoints,
 first without and then with rstguard inline in the gateway, and prints what
 reached the victim. Needs root.
+
+--only ha-failover plays the HA scenario instead: two gateways, each with
+rstguard, sharing the LANs' gateway addresses with keepalived (VRRP); the
+active one fails over in the middle of a transfer while forged resets are
+fired at it, without a guard, with one, and with unknown_flow_rst = "drop".
+It needs keepalived and curl too.
 `
 
 // labOptions are lab's flags.
@@ -50,6 +56,7 @@ func labFlags(stderr io.Writer) (*flag.FlagSet, labOptions) {
 		for _, s := range lab.Scenarios() {
 			fmt.Fprintf(w, "  %-28s %s\n", s.Name, s.Expect)
 		}
+		fmt.Fprintf(w, "  %-28s %s (own topology; only with --only)\n", lab.HAScenario, lab.HAExpect)
 	}
 	return fs, o
 }
@@ -59,15 +66,20 @@ func cmdLab(args []string) int {
 	if code, done := parseFlags(fs, args, os.Stdout); done {
 		return code
 	}
-	keep, asJSON, binary, prefix, only, verbose := o.keep, o.json, o.binary, o.prefix, o.only, o.verbose
+	binary, only, verbose := o.binary, o.only, o.verbose
 	if fs.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "rstguard lab: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	scenarios := lab.Scenarios()
 	var selected func(string) bool
+	ha := false
 	if *only != "" {
 		names := strings.Split(*only, ",")
+		if i := slices.Index(names, lab.HAScenario); i >= 0 {
+			ha = true
+			names = slices.DeleteFunc(names, func(n string) bool { return n == lab.HAScenario })
+		}
 		for _, n := range names {
 			if !slices.ContainsFunc(scenarios, func(s lab.Scenario) bool { return s.Name == n }) {
 				fmt.Fprintf(os.Stderr, "rstguard lab: unknown scenario %q (see rstguard lab --help)\n", n)
@@ -101,6 +113,21 @@ func cmdLab(args []string) int {
 	if *verbose {
 		log = os.Stderr
 	}
+	code := 0
+	if len(scenarios) > 0 {
+		code = labFour(ctx, o, bin, scenarios, selected, log, progress)
+	}
+	if ha && ctx.Err() == nil {
+		if c := labHA(ctx, o, bin, log, progress); c != 0 && code == 0 {
+			code = c
+		}
+	}
+	return code
+}
+
+// labFour plays scenarios on the four-namespace topology.
+func labFour(ctx context.Context, o labOptions, bin string, scenarios []lab.Scenario, selected func(string) bool, log, progress io.Writer) int {
+	keep, asJSON, prefix := o.keep, o.json, o.prefix
 	if err := lab.Preflight(ctx, *prefix); err != nil {
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
 		return 1
@@ -172,6 +199,91 @@ Tear it down:
 		return 1
 	}
 	return 0
+}
+
+// labHA plays the HA failover (lab.RunHA) and prints its report.
+func labHA(ctx context.Context, o labOptions, bin string, log, progress io.Writer) int {
+	if err := lab.PreflightHA(ctx, *o.prefix); err != nil {
+		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
+		return 1
+	}
+	if *o.keep {
+		fmt.Fprintf(os.Stderr, "rstguard lab: --keep does not apply to %s (each variant builds and removes its own namespaces)\n", lab.HAScenario)
+	}
+	fmt.Fprintf(progress, "rstguard lab: %s: namespaces %s{switch,client,gw-a,gw-b,server,attacker}, one build per variant (guard: %s run)\n", lab.HAScenario, *o.prefix, bin)
+	var prog io.Writer
+	if !*o.json || log != nil {
+		prog = progress
+	}
+	rep, err := lab.RunHA(ctx, lab.HAOptions{Binary: bin, Prefix: *o.prefix, Log: log, Progress: prog})
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "rstguard lab: interrupted; namespaces, rules and processes removed")
+			return 130
+		}
+		fmt.Fprintf(os.Stderr, "rstguard lab: %s: %v\n", lab.HAScenario, err)
+		return 1
+	}
+	if *o.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return 1
+		}
+	} else {
+		printHAReport(os.Stdout, rep)
+	}
+	if !rep.Pass {
+		return 1
+	}
+	return 0
+}
+
+// printHAReport prints one row per variant: the failover's timing, the
+// forged resets delivered after it, and the window they passed in.
+func printHAReport(w io.Writer, rep *lab.HAReport) {
+	ms := func(s float64) string {
+		if s < 0 {
+			return "never"
+		}
+		return fmt.Sprintf("%.0fms", s*1000)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HA FAILOVER\tTAKEOVER\tFIRST VIA GW-B\tLONGEST STALL\tFORGED AFTER FAILOVER DELIVERED\tWINDOW\tGW-B FIRST DROP / OUT OF WINDOW\tTRANSFER\tRESULT")
+	for _, r := range rep.Results {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		window := "-"
+		if r.DeliveredAfter > 0 {
+			window = ms(r.WindowFirst) + ".." + ms(r.WindowLast)
+		}
+		drop := "-"
+		if r.Variant.Guard && r.DroppedB > 0 {
+			drop = ms(r.FirstDropped) + " / " + ms(r.FirstOutOfWindow)
+		}
+		transfer := r.Outcome
+		if r.Err != "" {
+			transfer = "error"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", r.Variant.Name, ms(r.Takeover), ms(r.FirstForwarded), ms(r.LongestStall),
+			r.DeliveredAfter, r.ForgedAfter, window, drop, transfer, res)
+	}
+	tw.Flush()
+	for _, r := range rep.Results {
+		if !r.Pass {
+			fmt.Fprintf(w, "FAIL %s: %s\n", r.Variant.Name, r.Why)
+		}
+	}
+	fmt.Fprintln(w, "\nTimes are from gw-a's keepalived being stopped (its links go down once it has released the addresses).")
+	fmt.Fprintln(w, "TAKEOVER: gw-b's notify script saw MASTER; FIRST VIA GW-B: the transfer's first segment forwarded by gw-b;")
+	fmt.Fprintln(w, "WINDOW: send times of the first and last forged reset after the failover that reached the client.")
+	verdict := "PASS"
+	if !rep.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "\n%s: %s in %.1fs\n", verdict, lab.HAScenario, rep.Seconds)
 }
 
 func plural(n int, s string) string {
