@@ -20,7 +20,8 @@ FUZZTIME  ?= 20s
 DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
              nft:nftables sysctl:procps iperf3:iperf3 tcpdump:tcpdump \
              promtool:prometheus systemd-analyze:systemd cc:gcc \
-             systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux
+             systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux \
+             keepalived:keepalived curl:curl
 # Headers the C accept-all ceiling of the packet-rate benchmark builds with.
 HDRDEPS   := /usr/include/libnetfilter_queue/libnetfilter_queue.h:libnetfilter-queue-dev \
              /usr/include/libmnl/libmnl.h:libmnl-dev

@@ -25,11 +25,12 @@ forged-reset attacks and RFC 3360 cases between real Linux TCP endpoints,
 first without and then with rstguard inline in the gateway, and prints what
 reached the victim. Needs root.
 
---only ha-failover plays the HA scenario instead: two gateways, each with
-rstguard, sharing the LANs' gateway addresses with keepalived (VRRP); the
-active one fails over in the middle of a transfer while forged resets are
-fired at it, without a guard, with one, and with unknown_flow_rst = "drop".
-It needs keepalived and curl too.
+Then, on a topology of its own (namespaces PREFIXha-*), the HA scenario
+ha-failover: two gateways, each with rstguard, sharing the LANs' gateway
+addresses with keepalived (VRRP); the active one fails over in the middle of
+a transfer while forged resets are fired at it, without a guard, with one,
+and with unknown_flow_rst = "drop". It needs keepalived and curl (skipped
+with a note when they are missing, unless selected with --only).
 `
 
 // labOptions are lab's flags.
@@ -56,7 +57,7 @@ func labFlags(stderr io.Writer) (*flag.FlagSet, labOptions) {
 		for _, s := range lab.Scenarios() {
 			fmt.Fprintf(w, "  %-28s %s\n", s.Name, s.Expect)
 		}
-		fmt.Fprintf(w, "  %-28s %s (own topology; only with --only)\n", lab.HAScenario, lab.HAExpect)
+		fmt.Fprintf(w, "  %-28s %s (own topology, needs keepalived)\n", lab.HAScenario, lab.HAExpect)
 	}
 	return fs, o
 }
@@ -73,11 +74,14 @@ func cmdLab(args []string) int {
 	}
 	scenarios := lab.Scenarios()
 	var selected func(string) bool
-	ha := false
+	// The HA failover (about 17 s) is part of the default run, when its
+	// tools are there; --only ha-failover requires them.
+	ha, haRequired := true, false
 	if *only != "" {
+		ha = false
 		names := strings.Split(*only, ",")
 		if i := slices.Index(names, lab.HAScenario); i >= 0 {
-			ha = true
+			ha, haRequired = true, true
 			names = slices.DeleteFunc(names, func(n string) bool { return n == lab.HAScenario })
 		}
 		for _, n := range names {
@@ -113,30 +117,54 @@ func cmdLab(args []string) int {
 	if *verbose {
 		log = os.Stderr
 	}
+	// The four-namespace scenarios first, then (on its own topology, after
+	// the first is removed) the HA failover; with --json one document, the
+	// HA report as the lab report's ha_failover.
 	code := 0
+	var rep *lab.Report
 	if len(scenarios) > 0 {
-		code = labFour(ctx, o, bin, scenarios, selected, log, progress)
+		rep, code = labFour(ctx, o, bin, scenarios, selected, log, progress)
 	}
-	if ha && ctx.Err() == nil {
-		if c := labHA(ctx, o, bin, log, progress); c != 0 && code == 0 {
+	var haRep *lab.HAReport
+	if ha && ctx.Err() == nil && code != 130 {
+		var c int
+		haRep, c = labHA(ctx, o, bin, haRequired, log, progress)
+		if c != 0 && code == 0 {
 			code = c
+		}
+	}
+	if *o.json && (rep != nil || haRep != nil) {
+		var doc any = haRep
+		if rep != nil {
+			rep.HA = haRep
+			doc = rep
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(doc); err != nil {
+			return 1
 		}
 	}
 	return code
 }
 
-// labFour plays scenarios on the four-namespace topology.
-func labFour(ctx context.Context, o labOptions, bin string, scenarios []lab.Scenario, selected func(string) bool, log, progress io.Writer) int {
+// haPrefix is the HA topology's namespace prefix: the lab's with "ha-", so
+// that it never meets a four-namespace lab left up with --keep.
+func haPrefix(prefix string) string { return prefix + "ha-" }
+
+// labFour plays scenarios on the four-namespace topology and prints the
+// table (the report is returned for --json).
+func labFour(ctx context.Context, o labOptions, bin string, scenarios []lab.Scenario, selected func(string) bool, log, progress io.Writer) (*lab.Report, int) {
 	keep, asJSON, prefix := o.keep, o.json, o.prefix
 	if err := lab.Preflight(ctx, *prefix); err != nil {
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
-		return 1
+		return nil, 1
 	}
 	fmt.Fprintf(progress, "rstguard lab: building namespaces %s{client,gateway,server,attacker}\n", *prefix)
 	topo, err := lab.NewTopology(ctx, lab.TopologyOptions{Prefix: *prefix, Log: log})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
-		return 1
+		return nil, 1
 	}
 	dir := ""
 	if *keep {
@@ -144,7 +172,7 @@ func labFour(ctx context.Context, o labOptions, bin string, scenarios []lab.Scen
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
 			topo.Close()
-			return 1
+			return nil, 1
 		}
 	}
 	defer func() {
@@ -164,18 +192,12 @@ func labFour(ctx context.Context, o labOptions, bin string, scenarios []lab.Scen
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "rstguard lab: interrupted; namespaces, rules and processes removed")
-			return 130
+			return nil, 130
 		}
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
-		return 1
+		return nil, 1
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return 1
-		}
-	} else {
+	if !*asJSON {
 		printReport(os.Stdout, rep)
 	}
 	if *keep {
@@ -196,47 +218,48 @@ Tear it down:
 `, *prefix, bin, cfg, lab.DeliveredTTL, topo.TeardownCommand())
 	}
 	if !rep.Pass {
-		return 1
+		return rep, 1
 	}
-	return 0
+	return rep, 0
 }
 
-// labHA plays the HA failover (lab.RunHA) and prints its report.
-func labHA(ctx context.Context, o labOptions, bin string, log, progress io.Writer) int {
-	if err := lab.PreflightHA(ctx, *o.prefix); err != nil {
+// labHA plays the HA failover (lab.RunHA) and prints its table (the report
+// is returned for --json).
+// Without required, missing tools skip it with a note instead of failing.
+func labHA(ctx context.Context, o labOptions, bin string, required bool, log, progress io.Writer) (*lab.HAReport, int) {
+	prefix := haPrefix(*o.prefix)
+	if err := lab.PreflightHA(ctx, prefix); err != nil {
+		if !required {
+			fmt.Fprintf(os.Stderr, "rstguard lab: %s skipped (rstguard lab --only %[1]s requires it): %v\n", lab.HAScenario, err)
+			return nil, 0
+		}
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
-		return 1
+		return nil, 1
 	}
 	if *o.keep {
 		fmt.Fprintf(os.Stderr, "rstguard lab: --keep does not apply to %s (each variant builds and removes its own namespaces)\n", lab.HAScenario)
 	}
-	fmt.Fprintf(progress, "rstguard lab: %s: namespaces %s{switch,client,gw-a,gw-b,server,attacker}, one build per variant (guard: %s run)\n", lab.HAScenario, *o.prefix, bin)
+	fmt.Fprintf(progress, "rstguard lab: %s: namespaces %s{switch,client,gw-a,gw-b,server,attacker}, one build per variant (guard: %s run)\n", lab.HAScenario, prefix, bin)
 	var prog io.Writer
 	if !*o.json || log != nil {
 		prog = progress
 	}
-	rep, err := lab.RunHA(ctx, lab.HAOptions{Binary: bin, Prefix: *o.prefix, Log: log, Progress: prog})
+	rep, err := lab.RunHA(ctx, lab.HAOptions{Binary: bin, Prefix: prefix, Log: log, Progress: prog})
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "rstguard lab: interrupted; namespaces, rules and processes removed")
-			return 130
+			return nil, 130
 		}
 		fmt.Fprintf(os.Stderr, "rstguard lab: %s: %v\n", lab.HAScenario, err)
-		return 1
+		return nil, 1
 	}
-	if *o.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return 1
-		}
-	} else {
+	if !*o.json {
 		printHAReport(os.Stdout, rep)
 	}
 	if !rep.Pass {
-		return 1
+		return rep, 1
 	}
-	return 0
+	return rep, 0
 }
 
 // printHAReport prints one row per variant: the failover's timing, the

@@ -1,0 +1,104 @@
+package lab
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The installed scripts' paths in the shipped sample configuration.
+const (
+	sampleCheck  = "/usr/local/share/rstguard/rstguard-check.sh 127.0.0.1:9813"
+	sampleNotify = "/usr/local/share/rstguard/rstguard-notify.sh"
+)
+
+// TestKeepalivedSample pins deploy/keepalived/keepalived.conf to what the
+// HA lab runs: KeepalivedConfig for gw-a with the installed scripts
+// (RSTGUARD_UPDATE_SAMPLE=1 rewrites it).
+func TestKeepalivedSample(t *testing.T) {
+	const path = "../deploy/keepalived/keepalived.conf"
+	want := KeepalivedConfig(HAVRRP(GatewayA, sampleCheck, sampleNotify))
+	if os.Getenv("RSTGUARD_UPDATE_SAMPLE") == "1" {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Errorf("%s differs from KeepalivedConfig(gw-a); rewrite it with RSTGUARD_UPDATE_SAMPLE=1 go test -run TestKeepalivedSample ./lab\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+func TestKeepalivedConfig(t *testing.T) {
+	a := KeepalivedConfig(HAVRRP(GatewayA, "/x/check 127.0.0.1:9813", "/x/notify /x/log"))
+	for _, want := range []string{
+		"priority 150", "unicast_src_ip 192.0.2.11", "unicast_peer {\n        192.0.2.12", "192.0.2.1/24 dev eth0",
+		"unicast_src_ip 198.51.100.11", "198.51.100.1/24 dev eth1", "advert_int 0.1", "vrrp_version 3",
+		`script "/x/check 127.0.0.1:9813"`, "init_fail", "rstguard_ready", `notify "/x/notify /x/log"`,
+	} {
+		if !strings.Contains(a, want) {
+			t.Errorf("gw-a config lacks %q:\n%s", want, a)
+		}
+	}
+	b := KeepalivedConfig(HAVRRP(GatewayB, "", ""))
+	for _, bad := range []string{"vrrp_script", "track_script", "notify"} {
+		if strings.Contains(b, bad) {
+			t.Errorf("gw-b config without scripts has %q:\n%s", bad, b)
+		}
+	}
+	if !strings.Contains(b, "priority 100") || !strings.Contains(b, "unicast_src_ip 198.51.100.12") {
+		t.Errorf("gw-b config:\n%s", b)
+	}
+}
+
+func TestTransitionTime(t *testing.T) {
+	log := []byte("1796290738.716509679 GROUP rstguard BACKUP guard=ready\n" +
+		"1796290738.7 INSTANCE client_lan MASTER guard=ready\n" +
+		"1796290739.059282724 GROUP rstguard MASTER guard=not-ready\n")
+	at, guard, err := transitionTime(log, "MASTER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.Unix(1796290739, 59282724); !at.Equal(want) || guard != "not-ready" {
+		t.Errorf("MASTER at %v guard %q, want %v not-ready", at, guard, want)
+	}
+	if _, _, err := transitionTime(log, "FAULT"); err == nil {
+		t.Error("FAULT found in a log without it")
+	}
+}
+
+func TestJudgeHA(t *testing.T) {
+	ok := HAResult{Takeover: 0.07, FirstForwarded: 0.07, Outcome: OutcomeSurvived, Forged: 600, ForgedAfter: 450, DroppedB: 400}
+	for _, c := range []struct {
+		name string
+		r    HAResult
+		pass bool
+	}{
+		{"no guard, delivered", with(ok, HAVariants[0], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 590, 440 }), true},
+		{"no guard, none delivered", with(ok, HAVariants[0], nil), false},
+		{"guard, window", with(ok, HAVariants[1], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 3, 3 }), true},
+		{"guard, delivered through gw-a", with(ok, HAVariants[1], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 4, 3 }), false},
+		{"guard, all delivered", with(ok, HAVariants[1], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 450, 450 }), false},
+		{"drop, none", with(ok, HAVariants[2], nil), true},
+		{"drop, one", with(ok, HAVariants[2], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 1, 1 }), false},
+		{"reset", with(ok, HAVariants[2], func(r *HAResult) { r.Outcome = OutcomeReset }), false},
+		{"no takeover", with(ok, HAVariants[2], func(r *HAResult) { r.FirstForwarded = -1 }), false},
+	} {
+		judgeHA(&c.r)
+		if c.r.Pass != c.pass {
+			t.Errorf("%s: pass %v (%s), want %v", c.name, c.r.Pass, c.r.Why, c.pass)
+		}
+	}
+}
+
+func with(r HAResult, v HAVariant, f func(*HAResult)) HAResult {
+	r.Variant = v
+	if f != nil {
+		f(&r)
+	}
+	return r
+}
