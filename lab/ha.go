@@ -384,8 +384,9 @@ var errNoTransition = errors.New("no such VRRP transition")
 
 // transitionTime returns the time of the first line of a notify log
 // (rstguard-notify.sh: "UNIXTIME.NANOS TYPE NAME STATE guard=...") with
-// type GROUP and the given state.
-func transitionTime(log []byte, state string) (time.Time, string, error) {
+// type GROUP and the given state, not before after, and the guard's
+// readiness it recorded.
+func transitionTime(log []byte, state string, after time.Time) (time.Time, string, error) {
 	for _, line := range strings.Split(string(log), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 4 || f[1] != "GROUP" || f[3] != state {
@@ -403,11 +404,15 @@ func transitionTime(log []byte, state string) (time.Time, string, error) {
 				return time.Time{}, "", fmt.Errorf("notify log line %q: %w", line, err)
 			}
 		}
+		at := time.Unix(s, ns)
+		if at.Before(after) {
+			continue
+		}
 		guard := ""
 		if len(f) > 4 {
 			guard = strings.TrimPrefix(f[4], "guard=")
 		}
-		return time.Unix(s, ns), guard, nil
+		return at, guard, nil
 	}
 	return time.Time{}, "", fmt.Errorf("%w: GROUP %s", errNoTransition, state)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -55,35 +56,50 @@ type HAResult struct {
 	// FirstForwarded: the first segment of the transfer left gw-b towards
 	// the client.
 	FirstForwarded float64 `json:"first_forwarded_s"`
+	// BothWays: gw-b has seen a segment of the transfer in each direction
+	// (the first from the client arrived too); from then on a picked-up
+	// flow is judged by both sides' numbers.
+	BothWays float64 `json:"both_ways_s"`
 	// LongestStall is the longest the client waited for data during the
 	// transfer (seconds).
 	LongestStall float64 `json:"longest_stall_s"`
 	Outcome      string  `json:"outcome"`
 	Bytes        int64   `json:"bytes"`
-	// Forged resets sent in all and after T0; delivered to the client (its
+	// The forged resets, of two kinds fired in pairs: Far, 2^31 beyond the
+	// client's RCV.NXT (outside every window, even a picked-up flow's
+	// before its second direction is seen), and Near, 16 MiB beyond
+	// (outside the client's window, inside the 2^30 a one-way picked-up
+	// flow allows).
+	Far  Forged `json:"far"`
+	Near Forged `json:"near"`
+	// FirstDropped is when gw-b's guard dropped its first forged reset (its
+	// event log), for any reason (rst_unknown_flow before it has seen the
+	// flow); DroppedB how many it dropped; PickupsB how many flows it
+	// picked up mid-stream.
+	FirstDropped float64 `json:"first_dropped_s,omitempty"`
+	DroppedB     int     `json:"dropped_by_gw_b"`
+	PickupsB     float64 `json:"pickups_gw_b"`
+	Seconds      float64 `json:"seconds"`
+	Err          string  `json:"error,omitempty"`
+	Pass         bool    `json:"pass"`
+	Why          string  `json:"why,omitempty"`
+}
+
+// Forged counts one kind of forged reset.
+type Forged struct {
+	// Sent in all and after T0; delivered to the client (seen on its
 	// interface) in all and of those sent after T0.
-	Forged         int `json:"forged"`
-	ForgedAfter    int `json:"forged_after"`
+	Sent           int `json:"sent"`
+	SentAfter      int `json:"sent_after"`
 	Delivered      int `json:"delivered"`
 	DeliveredAfter int `json:"delivered_after"`
 	// WindowFirst and WindowLast are the send times of the first and last
-	// forged reset sent after T0 that was delivered (the window a forged
-	// reset could pass in); zero when none was.
+	// one sent after T0 that was delivered (the window they passed in).
 	WindowFirst float64 `json:"window_first_s,omitempty"`
 	WindowLast  float64 `json:"window_last_s,omitempty"`
-	// FirstDropped is when gw-b's guard dropped its first forged reset (its
-	// event log), for any reason (rst_unknown_flow before it has seen the
-	// flow); FirstOutOfWindow its first judged against the picked-up flow
-	// (rst_out_of_window); DroppedB how many it dropped; PickupsB how many
-	// flows it picked up mid-stream.
-	FirstDropped     float64 `json:"first_dropped_s,omitempty"`
+	// FirstOutOfWindow is when gw-b's guard first dropped one judged
+	// against the picked-up flow (rst_out_of_window).
 	FirstOutOfWindow float64 `json:"first_out_of_window_s,omitempty"`
-	DroppedB         int     `json:"dropped_by_gw_b"`
-	PickupsB         float64 `json:"pickups_gw_b"`
-	Seconds          float64 `json:"seconds"`
-	Err              string  `json:"error,omitempty"`
-	Pass             bool    `json:"pass"`
-	Why              string  `json:"why,omitempty"`
 }
 
 // HAReport is the result of RunHA.
@@ -112,7 +128,8 @@ const (
 	haDuration  = 3 * time.Second        // its pacing
 	haFailAt    = 0.3                    // fraction received when gw-a fails
 	haFireEvery = 5 * time.Millisecond   // forged reset spacing
-	haMaxForged = 3000                   // bound on forged resets per variant
+	haMaxForged = 2000                   // bound on forged pairs per variant
+	haNear      = 16 << 20               // the near forged resets' distance beyond RCV.NXT
 	haSettle    = 100 * time.Millisecond // after the transfer, for late packets
 )
 
@@ -161,8 +178,8 @@ func RunHA(ctx context.Context, o HAOptions) (*HAReport, error) {
 		rep.Pass = rep.Pass && r.Pass
 		rep.Results = append(rep.Results, r)
 		if o.Progress != nil {
-			fmt.Fprintf(o.Progress, "ha-failover %-30s takeover %s, first forwarded %s, longest stall %s, forged %d (%d after failover), delivered %d (%d after), %s%s\n",
-				v.Name, secs(r.Takeover), secs(r.FirstForwarded), secs(r.LongestStall), r.Forged, r.ForgedAfter, r.Delivered, r.DeliveredAfter, r.Outcome, errNote(r.Err))
+			fmt.Fprintf(o.Progress, "ha-failover %-30s takeover %s, first forwarded %s, both ways %s, longest stall %s, delivered after failover: far %d/%d, near %d/%d; %s%s\n",
+				v.Name, secs(r.Takeover), secs(r.FirstForwarded), secs(r.BothWays), secs(r.LongestStall), r.Far.DeliveredAfter, r.Far.SentAfter, r.Near.DeliveredAfter, r.Near.SentAfter, r.Outcome, errNote(r.Err))
 		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
@@ -189,20 +206,21 @@ func judgeHA(r *HAResult) {
 		if r.Takeover < 0 || r.FirstForwarded < 0 {
 			why = append(why, "gw-b did not take the transfer over")
 		}
-		if r.ForgedAfter == 0 {
+		if r.Far.SentAfter == 0 || r.Near.SentAfter == 0 {
 			why = append(why, "no forged reset was sent after the failover")
 		}
+		before := r.Far.Delivered - r.Far.DeliveredAfter + r.Near.Delivered - r.Near.DeliveredAfter
 		switch {
 		case !r.Variant.Guard:
-			if r.DeliveredAfter == 0 {
-				why = append(why, "without a guard no forged reset was delivered after the failover: the attack did not reach the victim")
+			if r.Far.DeliveredAfter == 0 || r.Near.DeliveredAfter == 0 {
+				why = append(why, "without a guard forged resets were not delivered after the failover: the attack did not reach the victim")
 			}
-		case r.Delivered != r.DeliveredAfter:
-			why = append(why, fmt.Sprintf("%d forged resets delivered before the failover, through gw-a's guard", r.Delivered-r.DeliveredAfter))
-		case r.Variant.UnknownFlowRST == "drop" && r.DeliveredAfter != 0:
-			why = append(why, fmt.Sprintf("%d forged resets delivered after the failover, want 0 with unknown_flow_rst=drop", r.DeliveredAfter))
-		case r.DeliveredAfter >= r.ForgedAfter:
-			why = append(why, "every forged reset after the failover was delivered: gw-b's guard did not validate")
+		case before != 0:
+			why = append(why, fmt.Sprintf("%d forged resets delivered before the failover, through gw-a's guard", before))
+		case r.Variant.UnknownFlowRST == "drop" && r.Far.DeliveredAfter != 0:
+			why = append(why, fmt.Sprintf("%d far forged resets delivered after the failover, want 0 with unknown_flow_rst=drop", r.Far.DeliveredAfter))
+		case r.Far.DeliveredAfter >= r.Far.SentAfter || r.Near.DeliveredAfter >= r.Near.SentAfter:
+			why = append(why, "every forged reset of a kind after the failover was delivered: gw-b's guard did not validate")
 		case r.DroppedB == 0:
 			why = append(why, "gw-b's guard dropped no forged reset")
 		}
@@ -211,16 +229,17 @@ func judgeHA(r *HAResult) {
 	r.Why = strings.Join(why, "; ")
 }
 
-// shot is one forged reset: its sequence number and send time.
+// shot is one forged reset: its sequence number, kind and send time.
 type shot struct {
 	seq  uint32
+	near bool
 	sent time.Time
 }
 
 // playHA builds the HA topology and fails gw-a over during a transfer while
 // the attacker fires forged resets.
 func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResult, err error) {
-	r = HAResult{Takeover: -1, FirstForwarded: -1}
+	r = HAResult{Takeover: -1, FirstForwarded: -1, BothWays: -1}
 	t, err := NewHATopology(ctx, TopologyOptions{Prefix: o.Prefix, Replace: o.Replace, Log: o.Log})
 	if err != nil {
 		return r, err
@@ -298,6 +317,16 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 	if err := t.waitAddr(ctx, GatewayA, haClientIf, GatewayV4C, true, 2*time.Second); err != nil {
 		return r, fmt.Errorf("%w\n%s", err, kaLog())
 	}
+	// gw-b may have been MASTER for a moment at start (its track script
+	// passed before gw-a's): it is BACKUP once gw-a preempts it.
+	for _, ifc := range []struct {
+		dev string
+		vip netip.Addr
+	}{{haServerIf, GatewayV4S}, {haClientIf, GatewayV4C}} {
+		if err := t.waitAddr(ctx, GatewayB, ifc.dev, ifc.vip, false, 3*time.Second); err != nil {
+			return r, fmt.Errorf("%w\n%s", err, kaLog())
+		}
+	}
 
 	cliSniff, err := t.NewSniffer(Client, "eth0")
 	if err != nil {
@@ -324,7 +353,7 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 	// first segment of the transfer gw-b forwards.
 	var mu sync.Mutex
 	arrived := map[uint32]time.Time{}
-	var firstB time.Time
+	var firstB, firstBC time.Time // gw-b: first server segment out, first client segment in
 	stopCli := cliSniff.Watch(func(s Seen) {
 		if !s.Out && s.Flags.Has(packet.RST) && s.TTL == DeliveredTTL && s.Dst == tr.CAddr {
 			mu.Lock()
@@ -336,10 +365,17 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 	})
 	defer stopCli()
 	stopB := bSniff.Watch(func(s Seen) {
-		if s.Out && s.Src == tr.SAddr && s.Dst == tr.CAddr && s.TTL != DeliveredTTL {
+		switch {
+		case s.Out && s.Src == tr.SAddr && s.Dst == tr.CAddr && s.TTL != DeliveredTTL:
 			mu.Lock()
 			if firstB.IsZero() {
 				firstB = time.Now()
+			}
+			mu.Unlock()
+		case !s.Out && !s.Other && s.Src == tr.CAddr && s.Dst == tr.SAddr:
+			mu.Lock()
+			if firstBC.IsZero() {
+				firstBC = time.Now()
 			}
 			mu.Unlock()
 		}
@@ -349,9 +385,9 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 		return r, err
 	}
 
-	// The attacker: a reset claiming to come from the server every
-	// haFireEvery, 2^31 beyond the client's RCV.NXT (outside any window),
-	// each with its own sequence number.
+	// The attacker: every haFireEvery a pair of resets claiming to come
+	// from the server, one far (2^31 beyond the client's RCV.NXT) and one
+	// near (16 MiB beyond), each with a sequence number of its own.
 	var shots []shot
 	stopFire := make(chan struct{})
 	fired := make(chan error, 1)
@@ -364,15 +400,21 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 				fired <- errors.New("the client's sniffer saw no segment of the transfer")
 				return
 			}
-			seq := h.End() + 1<<31 + uint32(i)*4099
-			now := time.Now()
-			if err := att.Send(forgedFromServer(&tr.Pair, seq, 0, packet.RST)); err != nil {
-				fired <- err
-				return
+			for _, near := range []bool{false, true} {
+				off := uint32(1 << 31)
+				if near {
+					off = haNear
+				}
+				seq := h.End() + off + uint32(i)*4099
+				now := time.Now()
+				if err := att.Send(forgedFromServer(&tr.Pair, seq, 0, packet.RST)); err != nil {
+					fired <- err
+					return
+				}
+				mu.Lock()
+				shots = append(shots, shot{seq, near, now})
+				mu.Unlock()
 			}
-			mu.Lock()
-			shots = append(shots, shot{seq, now})
-			mu.Unlock()
 			select {
 			case <-stopFire:
 				fired <- nil
@@ -426,31 +468,42 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 
 	mu.Lock()
 	for _, s := range shots {
-		r.Forged++
+		f := &r.Far
+		if s.near {
+			f = &r.Near
+		}
+		f.Sent++
 		after := !s.sent.Before(t0)
 		if after {
-			r.ForgedAfter++
+			f.SentAfter++
 		}
 		if _, ok := arrived[s.seq]; !ok {
 			continue
 		}
-		r.Delivered++
+		f.Delivered++
 		if after {
-			r.DeliveredAfter++
+			f.DeliveredAfter++
 			at := s.sent.Sub(t0).Seconds()
-			if r.WindowFirst == 0 {
-				r.WindowFirst = at
+			if f.WindowFirst == 0 {
+				f.WindowFirst = at
 			}
-			r.WindowLast = at
+			f.WindowLast = at
 		}
 	}
 	if !firstB.IsZero() {
 		r.FirstForwarded = firstB.Sub(t0).Seconds()
+		if !firstBC.IsZero() {
+			both := firstB
+			if firstBC.After(both) {
+				both = firstBC
+			}
+			r.BothWays = both.Sub(t0).Seconds()
+		}
 	}
 	mu.Unlock()
 
 	if b, err := os.ReadFile(notifyLog[GatewayB]); err == nil {
-		if at, _, err := transitionTime(b, "MASTER"); err == nil {
+		if at, _, err := transitionTime(b, "MASTER", t0); err == nil {
 			r.Takeover = at.Sub(t0).Seconds()
 		}
 	}
@@ -469,9 +522,12 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 				return r, fmt.Errorf("stop the guard: %w\n%s", err, d.Log())
 			}
 		}
-		forged := map[uint32]bool{}
+		forged := map[uint32]*Forged{}
 		for _, s := range shots {
-			forged[s.seq] = true
+			forged[s.seq] = &r.Far
+			if s.near {
+				forged[s.seq] = &r.Near
+			}
 		}
 		drops, err := forgedDrops(events[GatewayB], forged)
 		if err != nil {
@@ -481,8 +537,8 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 		if !drops.first.IsZero() {
 			r.FirstDropped = drops.first.Sub(t0).Seconds()
 		}
-		if !drops.firstOOW.IsZero() {
-			r.FirstOutOfWindow = drops.firstOOW.Sub(t0).Seconds()
+		for f, at := range drops.firstOOW {
+			f.FirstOutOfWindow = at.Sub(t0).Seconds()
 		}
 	}
 	return r, nil
@@ -512,16 +568,17 @@ socket = %q
 }
 
 // dropStats are a guard's drops of forged resets: how many, the first, and
-// the first judged out of window.
+// per kind the first judged out of window.
 type dropStats struct {
-	n               int
-	first, firstOOW time.Time
+	n        int
+	first    time.Time
+	firstOOW map[*Forged]time.Time
 }
 
 // forgedDrops reads an event log for the dropped resets whose sequence
-// numbers are in forged.
-func forgedDrops(path string, forged map[uint32]bool) (dropStats, error) {
-	var st dropStats
+// numbers are in forged (mapped to their kind).
+func forgedDrops(path string, forged map[uint32]*Forged) (dropStats, error) {
+	st := dropStats{firstOOW: map[*Forged]time.Time{}}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return st, fmt.Errorf("event log: %w", err)
@@ -539,15 +596,16 @@ func forgedDrops(path string, forged map[uint32]bool) (dropStats, error) {
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			return st, fmt.Errorf("event log %s: %w", path, err)
 		}
-		if e.Verdict != "drop" || !strings.Contains(e.Flags, "R") || !forged[e.Seq] {
+		kind := forged[e.Seq]
+		if e.Verdict != "drop" || !strings.Contains(e.Flags, "R") || kind == nil {
 			continue
 		}
 		st.n++
 		if st.first.IsZero() || e.Time.Before(st.first) {
 			st.first = e.Time
 		}
-		if e.Reason == "rst_out_of_window" && (st.firstOOW.IsZero() || e.Time.Before(st.firstOOW)) {
-			st.firstOOW = e.Time
+		if first, ok := st.firstOOW[kind]; e.Reason == "rst_out_of_window" && (!ok || e.Time.Before(first)) {
+			st.firstOOW[kind] = e.Time
 		}
 	}
 	return st, sc.Err()

@@ -48,7 +48,7 @@ func TestKeepalivedConfig(t *testing.T) {
 		}
 	}
 	b := KeepalivedConfig(HAVRRP(GatewayB, "", ""))
-	for _, bad := range []string{"vrrp_script", "track_script", "notify"} {
+	for _, bad := range []string{"vrrp_script", "track_script", "notify \""} {
 		if strings.Contains(b, bad) {
 			t.Errorf("gw-b config without scripts has %q:\n%s", bad, b)
 		}
@@ -62,32 +62,42 @@ func TestTransitionTime(t *testing.T) {
 	log := []byte("1796290738.716509679 GROUP rstguard BACKUP guard=ready\n" +
 		"1796290738.7 INSTANCE client_lan MASTER guard=ready\n" +
 		"1796290739.059282724 GROUP rstguard MASTER guard=not-ready\n")
-	at, guard, err := transitionTime(log, "MASTER")
+	at, guard, err := transitionTime(log, "MASTER", time.Unix(1796290738, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := time.Unix(1796290739, 59282724); !at.Equal(want) || guard != "not-ready" {
 		t.Errorf("MASTER at %v guard %q, want %v not-ready", at, guard, want)
 	}
-	if _, _, err := transitionTime(log, "FAULT"); err == nil {
+	if _, _, err := transitionTime(log, "FAULT", time.Time{}); err == nil {
 		t.Error("FAULT found in a log without it")
+	}
+	if _, _, err := transitionTime(log, "MASTER", time.Unix(1796290740, 0)); err == nil {
+		t.Error("a MASTER before after was taken")
 	}
 }
 
 func TestJudgeHA(t *testing.T) {
-	ok := HAResult{Takeover: 0.07, FirstForwarded: 0.07, Outcome: OutcomeSurvived, Forged: 600, ForgedAfter: 450, DroppedB: 400}
+	ok := HAResult{Takeover: 0.07, FirstForwarded: 0.07, Outcome: OutcomeSurvived, DroppedB: 400,
+		Far: Forged{Sent: 600, SentAfter: 450}, Near: Forged{Sent: 600, SentAfter: 450}}
+	deliver := func(far, farAfter, near, nearAfter int) func(*HAResult) {
+		return func(r *HAResult) {
+			r.Far.Delivered, r.Far.DeliveredAfter, r.Near.Delivered, r.Near.DeliveredAfter = far, farAfter, near, nearAfter
+		}
+	}
 	for _, c := range []struct {
 		name string
 		r    HAResult
 		pass bool
 	}{
-		{"no guard, delivered", with(ok, HAVariants[0], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 590, 440 }), true},
+		{"no guard, delivered", with(ok, HAVariants[0], deliver(590, 440, 590, 440)), true},
 		{"no guard, none delivered", with(ok, HAVariants[0], nil), false},
-		{"guard, window", with(ok, HAVariants[1], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 3, 3 }), true},
-		{"guard, delivered through gw-a", with(ok, HAVariants[1], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 4, 3 }), false},
-		{"guard, all delivered", with(ok, HAVariants[1], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 450, 450 }), false},
+		{"guard, window", with(ok, HAVariants[1], deliver(3, 3, 4, 4)), true},
+		{"guard, delivered through gw-a", with(ok, HAVariants[1], deliver(4, 3, 0, 0)), false},
+		{"guard, all delivered", with(ok, HAVariants[1], deliver(450, 450, 0, 0)), false},
 		{"drop, none", with(ok, HAVariants[2], nil), true},
-		{"drop, one", with(ok, HAVariants[2], func(r *HAResult) { r.Delivered, r.DeliveredAfter = 1, 1 }), false},
+		{"drop, near in the one-way window", with(ok, HAVariants[2], deliver(0, 0, 1, 1)), true},
+		{"drop, far", with(ok, HAVariants[2], deliver(1, 1, 0, 0)), false},
 		{"reset", with(ok, HAVariants[2], func(r *HAResult) { r.Outcome = OutcomeReset }), false},
 		{"no takeover", with(ok, HAVariants[2], func(r *HAResult) { r.FirstForwarded = -1 }), false},
 	} {
@@ -159,7 +169,7 @@ func TestHAFailover(t *testing.T) {
 		if r.Variant.Guard && r.PickupsB < 1 {
 			t.Errorf("%s: gw-b's guard counted %v pickups, want the transfer picked up", r.Variant.Name, r.PickupsB)
 		}
-		if r.Variant.Guard && r.FirstOutOfWindow <= 0 {
+		if r.Variant.Guard && r.Far.FirstOutOfWindow <= 0 {
 			t.Errorf("%s: gw-b's guard judged no forged reset against the picked-up flow", r.Variant.Name)
 		}
 	}

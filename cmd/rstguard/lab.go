@@ -271,27 +271,30 @@ func printHAReport(w io.Writer, rep *lab.HAReport) {
 		}
 		return fmt.Sprintf("%.0fms", s*1000)
 	}
+	forged := func(f lab.Forged) string {
+		c := fmt.Sprintf("%d/%d", f.DeliveredAfter, f.SentAfter)
+		if f.DeliveredAfter > 0 {
+			c += " (" + ms(f.WindowFirst) + ".." + ms(f.WindowLast) + ")"
+		}
+		return c
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HA FAILOVER\tTAKEOVER\tFIRST VIA GW-B\tLONGEST STALL\tFORGED AFTER FAILOVER DELIVERED\tWINDOW\tGW-B FIRST DROP / OUT OF WINDOW\tTRANSFER\tRESULT")
+	fmt.Fprintln(tw, "HA FAILOVER\tTAKEOVER\tFIRST VIA GW-B\tBOTH WAYS\tLONGEST STALL\tDELIVERED AFTER: FAR (WINDOW)\tNEAR (WINDOW)\tGW-B DROPS: FIRST, FAR, NEAR\tTRANSFER\tRESULT")
 	for _, r := range rep.Results {
 		res := "pass"
 		if !r.Pass {
 			res = "FAIL"
 		}
-		window := "-"
-		if r.DeliveredAfter > 0 {
-			window = ms(r.WindowFirst) + ".." + ms(r.WindowLast)
-		}
 		drop := "-"
 		if r.Variant.Guard && r.DroppedB > 0 {
-			drop = ms(r.FirstDropped) + " / " + ms(r.FirstOutOfWindow)
+			drop = ms(r.FirstDropped) + ", " + ms(r.Far.FirstOutOfWindow) + ", " + ms(r.Near.FirstOutOfWindow)
 		}
 		transfer := r.Outcome
 		if r.Err != "" {
 			transfer = "error"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", r.Variant.Name, ms(r.Takeover), ms(r.FirstForwarded), ms(r.LongestStall),
-			r.DeliveredAfter, r.ForgedAfter, window, drop, transfer, res)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Variant.Name, ms(r.Takeover), ms(r.FirstForwarded), ms(r.BothWays), ms(r.LongestStall),
+			forged(r.Far), forged(r.Near), drop, transfer, res)
 	}
 	tw.Flush()
 	for _, r := range rep.Results {
@@ -301,7 +304,11 @@ func printHAReport(w io.Writer, rep *lab.HAReport) {
 	}
 	fmt.Fprintln(w, "\nTimes are from gw-a's keepalived being stopped (its links go down once it has released the addresses).")
 	fmt.Fprintln(w, "TAKEOVER: gw-b's notify script saw MASTER; FIRST VIA GW-B: the transfer's first segment forwarded by gw-b;")
-	fmt.Fprintln(w, "WINDOW: send times of the first and last forged reset after the failover that reached the client.")
+	fmt.Fprintln(w, "BOTH WAYS: gw-b has seen the transfer's segments in both directions.")
+	fmt.Fprintln(w, "Forged resets, a pair every 5 ms: FAR 2^31 beyond the client's RCV.NXT, NEAR 16 MiB beyond (inside the")
+	fmt.Fprintln(w, "2^30 a picked-up flow allows until both directions are seen); delivered/sent after the failover, and the")
+	fmt.Fprintln(w, "send times of the first and last delivered. GW-B DROPS: its first drop of a forged reset (any reason),")
+	fmt.Fprintln(w, "and its first far and near one judged out of window against the picked-up flow.")
 	verdict := "PASS"
 	if !rep.Pass {
 		verdict = "FAIL"
