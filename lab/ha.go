@@ -17,15 +17,15 @@ import (
 // The HA topology: two gateways, each with its own rstguard, share the
 // client LAN's and the server LAN's gateway addresses with keepalived (VRRP).
 //
-//	             switch (two bridges)
-//	 client      +-----------------+      gw-a  eth0 192.0.2.11   eth1 198.51.100.11
-//	 192.0.2.2 --| brc  (client LAN)|--+-- (VRRP priority 150: active)
-//	             |                 |  +-- gw-b  eth0 192.0.2.12   eth1 198.51.100.12
-//	             |                 |      (VRRP priority 100: backup)
-//	 server    --| brs  (server LAN)|--+-- gw-a eth1, gw-b eth1
-//	 198.51.100.2|                 |
-//	 attacker  --|                 |
-//	 198.51.100.66+----------------+
+//	                       switch
+//	                +------------------+
+//	 client --------| brc (client LAN) |---- eth0 gw-a 192.0.2.11     (VRRP priority 150)
+//	 192.0.2.2      |                  |---- eth0 gw-b 192.0.2.12     (VRRP priority 100)
+//	                |                  |
+//	 server --------| brs (server LAN) |---- eth1 gw-a 198.51.100.11
+//	 198.51.100.2   |                  |---- eth1 gw-b 198.51.100.12
+//	 attacker ------|                  |
+//	 198.51.100.66  +------------------+
 //
 // The virtual addresses are the four-namespace topology's gateway addresses,
 // 192.0.2.1 on the client LAN and 198.51.100.1 on the server LAN, held by
@@ -34,7 +34,7 @@ import (
 // server's and the attacker's routes point at them, so after a takeover
 // (gratuitous ARP from the new master) the backup forwards every packet:
 // the live transfer's and the attacker's forged resets claiming to come from
-// the server.
+// the server. The switch's bridges are the only things in its namespace.
 //
 // IPv4 only: the IPv6 paths are those of the four-namespace lab.
 
@@ -214,8 +214,8 @@ func KeepalivedConfig(v VRRP) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# keepalived.conf of gateway %s of an rstguard pair (VRRP priority %d); the
 # peer runs the same with its own priority, router_id and addresses. The
-# scripts are deploy/keepalived/rstguard-check.sh and rstguard-notify.sh,
-# installed owned by root, mode 0755 (enable_script_security checks).
+# scripts are rstguard's deploy/keepalived/rstguard-check.sh and
+# rstguard-notify.sh, owned by root, mode 0755 (enable_script_security).
 # rstguard lab --only ha-failover runs this (lab.KeepalivedConfig).
 global_defs {
     router_id %s

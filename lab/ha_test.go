@@ -12,8 +12,8 @@ import (
 
 // The installed scripts' paths in the shipped sample configuration.
 const (
-	sampleCheck  = "/usr/local/share/rstguard/rstguard-check.sh 127.0.0.1:9813"
-	sampleNotify = "/usr/local/share/rstguard/rstguard-notify.sh"
+	sampleCheck  = "/etc/keepalived/rstguard-check.sh 127.0.0.1:9813"
+	sampleNotify = "/etc/keepalived/rstguard-notify.sh"
 )
 
 // TestKeepalivedSample pins deploy/keepalived/keepalived.conf to what the

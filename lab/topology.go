@@ -35,6 +35,9 @@
 //     cross iptables unless br_netfilter is loaded; the lab does not rely on
 //     them.)
 //
+// NewHATopology builds the other topology of the lab, a pair of gateways
+// behind keepalived (ha.go), for the HA failover (RunHA).
+//
 // Every namespace name starts with TopologyOptions.Prefix ("rsg-" for
 // `rstguard lab`, "rgl-" for the tests); interfaces are created directly
 // inside the namespaces and nothing is left in the root namespace. Only the
