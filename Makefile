@@ -5,7 +5,8 @@
 #               and shared files under PREFIX (default /usr/local)
 #
 #   make lab    build rstguard and run the lab (root): forged resets against
-#               real Linux TCP endpoints, without and with the guard
+#               real Linux TCP endpoints, without and with the guard, then
+#               the HA failover of two guarded gateways behind keepalived
 #   make test   the whole test suite (root for the end-to-end part), with a
 #               60 s soak of the daemon (TestSoakE2E)
 #   make soak   the soak alone for SOAK (5 minutes): short and long
