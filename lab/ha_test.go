@@ -5,9 +5,12 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rstguard/rstguard/deploy"
 )
 
 // The installed scripts' paths in the shipped sample configuration.
@@ -179,4 +182,113 @@ func TestHAFailover(t *testing.T) {
 		}
 	}
 	t.Logf("HA failover: %.1fs for %d variants", rep.Seconds, len(rep.Results))
+}
+
+// TestHAGuardGate shows the track script's gate (rstguard-check.sh with
+// init_fail): a gateway whose guard is not ready stays in FAULT and never
+// holds the addresses; it leaves FAULT once its guard is ready; and an
+// active gateway whose guard stops hands the addresses to the peer.
+//
+//	sudo RSTGUARD_E2E=1 go test -run TestHAGuardGate -v ./lab/
+func TestHAGuardGate(t *testing.T) {
+	requireHA(t)
+	bin := buildRstguard(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var log io.Writer
+	if testing.Verbose() {
+		log = testLogWriter{t}
+	}
+	topo, err := NewHATopology(ctx, TopologyOptions{Prefix: haTestPrefix, Replace: true, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kas []*Keepalived
+	t.Cleanup(func() {
+		for _, k := range kas {
+			k.Kill()
+		}
+		if err := topo.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	dir := t.TempDir()
+	check, notify := filepath.Join(dir, "rstguard-check.sh"), filepath.Join(dir, "rstguard-notify.sh")
+	for p, b := range map[string][]byte{check: deploy.KeepalivedCheck, notify: deploy.KeepalivedNotify} {
+		if err := os.WriteFile(p, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gws := []Host{GatewayA, GatewayB}
+	notifyLog := map[Host]string{}
+	cfgs := map[Host]string{}
+	for _, h := range gws {
+		notifyLog[h] = filepath.Join(dir, "notify-"+string(h)+".log")
+		conf := filepath.Join(dir, "keepalived-"+string(h)+".conf")
+		if err := os.WriteFile(conf, []byte(KeepalivedConfig(HAVRRP(h, check+" "+topo.metricsAddr, notify+" "+notifyLog[h]))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfgs[h] = filepath.Join(dir, "rstguard-"+string(h)+".toml")
+		if err := os.WriteFile(cfgs[h], []byte(haConfig("drop", topo.metricsAddr, "", filepath.Join(dir, "control-"+string(h)+".sock"))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := topo.InstallShippedRulesIn(h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guardA, err := topo.RunDaemonIn(ctx, GatewayA, bin, cfgs[GatewayA], 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range gws {
+		k, err := topo.StartKeepalived(h, filepath.Join(dir, "keepalived-"+string(h)+".conf"), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kas = append(kas, k)
+	}
+	kaLog := func() string { return "gw-a:\n" + kas[0].Log() + "\ngw-b:\n" + kas[1].Log() }
+	if err := topo.waitAddr(ctx, GatewayA, haServerIf, GatewayV4S, true, 10*time.Second); err != nil {
+		t.Fatalf("gw-a, its guard ready, did not become MASTER: %v\n%s", err, kaLog())
+	}
+	// gw-b, no guard: FAULT from the start (init_fail), never MASTER.
+	time.Sleep(1500 * time.Millisecond)
+	b, _ := os.ReadFile(notifyLog[GatewayB])
+	if _, _, err := transitionTime(b, "FAULT", time.Time{}); err != nil {
+		t.Errorf("gw-b without a guard: %v in its notify log:\n%s", err, b)
+	}
+	if _, _, err := transitionTime(b, "MASTER", time.Time{}); err == nil {
+		t.Errorf("gw-b became MASTER without a guard:\n%s", b)
+	}
+	// Its guard ready, gw-b leaves FAULT for BACKUP.
+	ready := time.Now()
+	if _, err := topo.RunDaemonIn(ctx, GatewayB, bin, cfgs[GatewayB], 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ = os.ReadFile(notifyLog[GatewayB])
+		if _, _, err := transitionTime(b, "BACKUP", ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gw-b did not leave FAULT within 5s of its guard being ready:\n%s\n%s", b, kaLog())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// gw-a's guard stops: gw-a goes to FAULT and gw-b takes the addresses.
+	stopped := time.Now()
+	if err := guardA.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.waitAddr(ctx, GatewayB, haServerIf, GatewayV4S, true, 10*time.Second); err != nil {
+		t.Fatalf("gw-b did not take over from gw-a with its guard stopped: %v\n%s", err, kaLog())
+	}
+	if err := topo.waitAddr(ctx, GatewayB, haClientIf, GatewayV4C, true, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := topo.HasAddr(GatewayA, haServerIf, GatewayV4S); err != nil || has {
+		t.Errorf("gw-a still holds %v (err %v)", GatewayV4S, err)
+	}
+	t.Logf("gw-b took the addresses %v after gw-a's guard stopped (track script: interval 1 s, fall 2)", time.Since(stopped).Round(time.Millisecond))
 }
