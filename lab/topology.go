@@ -84,7 +84,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -323,9 +322,6 @@ func newNamespaces(ctx context.Context, o TopologyOptions, hosts []Host) (_ *Top
 	}
 	return t, nil
 }
-
-// Hosts returns the topology's namespaces in creation order.
-func (t *Topology) Hosts() []Host { return slices.Clone(t.hosts) }
 
 // TeardownCommand is the shell command that removes this topology's
 // namespaces by hand (and with them every link, rule and address in them).
