@@ -350,34 +350,33 @@ func playHA(ctx context.Context, o HAOptions, v HAVariant, dir string) (r HAResu
 	}
 	defer tr.Close()
 	// The forged resets the client receives, by sequence number, and the
-	// first segment of the transfer gw-b forwards.
+	// first segments of the transfer gw-b forwards, one per direction;
+	// timed by the kernel (Seen.At).
 	var mu sync.Mutex
 	arrived := map[uint32]time.Time{}
 	var firstB, firstBC time.Time // gw-b: first server segment out, first client segment in
-	stopCli := cliSniff.Watch(func(s Seen) {
-		if !s.Out && s.Flags.Has(packet.RST) && s.TTL == DeliveredTTL && s.Dst == tr.CAddr {
-			mu.Lock()
-			if _, ok := arrived[s.Seq]; !ok {
-				arrived[s.Seq] = time.Now()
-			}
-			mu.Unlock()
+	stopCli := cliSniff.Tap(func(s Seen) bool {
+		return !s.Out && s.Flags.Has(packet.RST) && s.TTL == DeliveredTTL && s.Dst == tr.CAddr
+	}, func(s Seen) {
+		mu.Lock()
+		if _, ok := arrived[s.Seq]; !ok {
+			arrived[s.Seq] = s.At
 		}
+		mu.Unlock()
 	})
 	defer stopCli()
-	stopB := bSniff.Watch(func(s Seen) {
-		switch {
-		case s.Out && s.Src == tr.SAddr && s.Dst == tr.CAddr && s.TTL != DeliveredTTL:
-			mu.Lock()
-			if firstB.IsZero() {
-				firstB = time.Now()
-			}
-			mu.Unlock()
-		case !s.Out && !s.Other && s.Src == tr.CAddr && s.Dst == tr.SAddr:
-			mu.Lock()
-			if firstBC.IsZero() {
-				firstBC = time.Now()
-			}
-			mu.Unlock()
+	stopB := bSniff.Tap(func(s Seen) bool {
+		return s.Out && s.Src == tr.SAddr && s.Dst == tr.CAddr && s.TTL != DeliveredTTL ||
+			!s.Out && !s.Other && s.Src == tr.CAddr && s.Dst == tr.SAddr
+	}, func(s Seen) {
+		mu.Lock()
+		defer mu.Unlock()
+		first := &firstBC
+		if s.Out {
+			first = &firstB
+		}
+		if first.IsZero() {
+			*first = s.At
 		}
 	})
 	defer stopB()

@@ -269,23 +269,6 @@ func (e *Expectation) Wait(ctx context.Context) (Seen, error) {
 	}
 }
 
-// Watch calls fn for every segment seen from now on, on the capture's
-// goroutine with the Sniffer locked, until stop is called: fn must be quick
-// and must not call the Sniffer.
-func (s *Sniffer) Watch(fn func(Seen)) (stop func()) {
-	e := s.Expect(func(seen Seen) bool { fn(seen); return false })
-	return func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for i, w := range s.waiters {
-			if w == e.w {
-				s.waiters = append(s.waiters[:i], s.waiters[i+1:]...)
-				return
-			}
-		}
-	}
-}
-
 // Close stops the capture.
 func (s *Sniffer) Close() error {
 	s.mu.Lock()

@@ -66,7 +66,7 @@ func TestPrintHAReport(t *testing.T) {
 			{Variant: lab.HAVariants[0], Takeover: 0.067, FirstForwarded: 0.225, BothWays: 0.225, LongestStall: 0.226, Outcome: "survived",
 				Far: lab.Forged{SentAfter: 490, DeliveredAfter: 478, WindowFirst: 0.003, WindowLast: 2.461}, Pass: true},
 			{Variant: lab.HAVariants[1], Takeover: 0.067, FirstForwarded: 0.223, BothWays: 0.223, LongestStall: 0.224, Outcome: "survived",
-				Far: lab.Forged{SentAfter: 485, DeliveredAfter: 32, WindowFirst: 0.066, WindowLast: 0.221, FirstOutOfWindow: 0.226},
+				Far:  lab.Forged{SentAfter: 485, DeliveredAfter: 32, WindowFirst: 0.066, WindowLast: 0.221, FirstOutOfWindow: 0.226},
 				Near: lab.Forged{SentAfter: 485, FirstOutOfWindow: 0.226}, FirstDropped: 0.226, DroppedB: 400, Pass: true},
 			{Variant: lab.HAVariants[2], Takeover: -1, FirstForwarded: -1, BothWays: -1, Outcome: "reset", Why: "transfer reset, want survived"},
 		},
