@@ -25,7 +25,7 @@ import (
 const HAScenario = "ha-failover"
 
 // HAExpect describes the HA scenario in `rstguard lab --help`.
-const HAExpect = "active gateway fails over mid-transfer: transfer intact; the backup's guard drops forged resets (HA recipe: none delivered)"
+const HAExpect = "active gateway fails over mid-transfer: transfer intact; the backup's guard drops forged resets (HA recipe: no far one delivered)"
 
 // HAVariant is one play of the failover: what the gateways run.
 type HAVariant struct {
