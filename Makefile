@@ -5,7 +5,8 @@
 #               and shared files under PREFIX (default /usr/local)
 #
 #   make lab    build rstguard and run the lab (root): forged resets against
-#               real Linux TCP endpoints, without and with the guard
+#               real Linux TCP endpoints, without and with the guard, then
+#               the HA failover of two guarded gateways behind keepalived
 #   make test   the whole test suite (root for the end-to-end part), with a
 #               60 s soak of the daemon (TestSoakE2E)
 #   make soak   the soak alone for SOAK (5 minutes): short and long
@@ -20,7 +21,8 @@ FUZZTIME  ?= 20s
 DEPS      := ip:iproute2 ss:iproute2 iptables:iptables ip6tables:iptables \
              nft:nftables sysctl:procps iperf3:iperf3 tcpdump:tcpdump \
              promtool:prometheus systemd-analyze:systemd cc:gcc \
-             systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux
+             systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux \
+             keepalived:keepalived curl:curl
 # Headers the C accept-all ceiling of the packet-rate benchmark builds with.
 HDRDEPS   := /usr/include/libnetfilter_queue/libnetfilter_queue.h:libnetfilter-queue-dev \
              /usr/include/libmnl/libmnl.h:libmnl-dev

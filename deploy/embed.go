@@ -13,3 +13,13 @@ var (
 	//go:embed rstguard-rules.sh
 	RulesScript []byte
 )
+
+// The keepalived scripts of an rstguard gateway pair (deploy/keepalived/),
+// embedded so that the HA lab (`rstguard lab --only ha-failover`) runs the
+// ones users install.
+var (
+	//go:embed keepalived/rstguard-check.sh
+	KeepalivedCheck []byte
+	//go:embed keepalived/rstguard-notify.sh
+	KeepalivedNotify []byte
+)

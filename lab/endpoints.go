@@ -136,6 +136,7 @@ type Transfer struct {
 	Pair
 	size     int
 	received atomic.Int64
+	stall    atomic.Int64 // the longest wait between two reads that returned data, in ns
 	done     chan struct{}
 	err      error // valid after done
 	intact   bool
@@ -175,8 +176,16 @@ func (t *Topology) StartTransfer(ctx context.Context, v6 bool, size int, dur tim
 		p.C.SetReadDeadline(time.Now().Add(dur + 10*time.Second))
 		h := sha256.New()
 		buf := make([]byte, 64<<10)
+		var last time.Time
 		for {
 			n, err := p.C.Read(buf)
+			if n > 0 {
+				now := time.Now()
+				if !last.IsZero() && int64(now.Sub(last)) > tr.stall.Load() {
+					tr.stall.Store(int64(now.Sub(last)))
+				}
+				last = now
+			}
 			h.Write(buf[:n])
 			tr.received.Add(int64(n))
 			if err == io.EOF {
@@ -205,6 +214,13 @@ func (tr *Transfer) WaitProgress(ctx context.Context, frac float64) error {
 	}
 	return nil
 }
+
+// LongestStall is the longest the client waited for data between two reads
+// that returned some, so far.
+func (tr *Transfer) LongestStall() time.Duration { return time.Duration(tr.stall.Load()) }
+
+// Received is the number of bytes the client has read so far.
+func (tr *Transfer) Received() int64 { return tr.received.Load() }
 
 // Wait waits for the end of the transfer and describes it: "survived" when
 // every byte arrived intact (SHA-256), else what broke it.

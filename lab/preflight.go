@@ -21,13 +21,15 @@ func (e *PreflightError) Error() string {
 
 // Exact messages of Preflight (tests and users match on them).
 const (
-	msgNotRoot   = "not running as root: the lab creates network namespaces and firewall rules (run it with sudo, e.g. `sudo rstguard lab`)"
-	msgNoIP      = "the `ip` command (iproute2) is missing: apt-get install -y iproute2"
-	msgNoIPT     = "the `iptables` command is missing: apt-get install -y iptables"
-	msgNoIP6T    = "the `ip6tables` command is missing: apt-get install -y iptables"
-	msgNoNetns   = "cannot create a network namespace (%s): the kernel needs CONFIG_NET_NS and the process CAP_SYS_ADMIN (inside a container, run it privileged)"
-	msgNoMatch   = "the kernel refused the lab's counting rule (%s): load the matches with `modprobe xt_hl xt_comment` (kernel config NETFILTER_XT_MATCH_HL, NETFILTER_XT_MATCH_COMMENT)"
-	msgNoNFQueue = "the kernel refused an NFQUEUE rule (%s): load the module with `modprobe nfnetlink_queue xt_NFQUEUE` (kernel config NETFILTER_NETLINK_QUEUE and NETFILTER_XT_TARGET_NFQUEUE)"
+	msgNotRoot      = "not running as root: the lab creates network namespaces and firewall rules (run it with sudo, e.g. `sudo rstguard lab`)"
+	msgNoIP         = "the `ip` command (iproute2) is missing: apt-get install -y iproute2"
+	msgNoIPT        = "the `iptables` command is missing: apt-get install -y iptables"
+	msgNoIP6T       = "the `ip6tables` command is missing: apt-get install -y iptables"
+	msgNoNetns      = "cannot create a network namespace (%s): the kernel needs CONFIG_NET_NS and the process CAP_SYS_ADMIN (inside a container, run it privileged)"
+	msgNoMatch      = "the kernel refused the lab's counting rule (%s): load the matches with `modprobe xt_hl xt_comment` (kernel config NETFILTER_XT_MATCH_HL, NETFILTER_XT_MATCH_COMMENT)"
+	msgNoKeepalived = "the `keepalived` command is missing (the HA scenario runs it): apt-get install -y keepalived"
+	msgNoCurl       = "the `curl` command is missing (keepalived's rstguard-check.sh runs it): apt-get install -y curl"
+	msgNoNFQueue    = "the kernel refused an NFQUEUE rule (%s): load the module with `modprobe nfnetlink_queue xt_NFQUEUE` (kernel config NETFILTER_NETLINK_QUEUE and NETFILTER_XT_TARGET_NFQUEUE)"
 )
 
 // Preflight checks what the lab needs: root, the ip, iptables and ip6tables
@@ -102,6 +104,28 @@ func probeNFQueue(ctx context.Context, ns string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf(msgNoMatch, err)
+	}
+	return nil
+}
+
+// PreflightHA is Preflight plus what the HA scenario needs: keepalived, and
+// curl for the shipped keepalived scripts.
+func PreflightHA(ctx context.Context, prefix string) error {
+	var missing []string
+	if err := Preflight(ctx, prefix); err != nil {
+		var pe *PreflightError
+		if !errors.As(err, &pe) {
+			return err
+		}
+		missing = pe.Missing
+	}
+	for _, tl := range []struct{ name, msg string }{{"keepalived", msgNoKeepalived}, {"curl", msgNoCurl}} {
+		if _, err := exec.LookPath(tl.name); err != nil {
+			missing = append(missing, tl.msg)
+		}
+	}
+	if len(missing) > 0 {
+		return &PreflightError{Missing: missing}
 	}
 	return nil
 }

@@ -130,6 +130,8 @@ type Report struct {
 	Seconds  float64            `json:"seconds"`
 	Pass     bool               `json:"pass"`
 	Topology string             `json:"topology"`
+	// HA is the HA failover's report when `rstguard lab` played it too.
+	HA *HAReport `json:"ha_failover,omitempty"`
 }
 
 // Options configures Run.

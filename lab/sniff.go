@@ -24,6 +24,7 @@ type Seen struct {
 	Len      uint32 // payload length
 	TTL      uint8
 	Out      bool // sent by this host (else received)
+	Other    bool // received but addressed to another host's MAC (a flooded frame)
 	// At is when the interface sent or received it: the kernel's
 	// timestamp (SO_TIMESTAMPNS), the same clock in every namespace.
 	At time.Time
@@ -138,8 +139,8 @@ func (s *Sniffer) loop() {
 			Src: p.SrcAddrPort(), Dst: p.DstAddrPort(),
 			Seq: uint32(p.Seq), Ack: uint32(p.Ack), Flags: p.Flags,
 			Window: p.Window, Len: p.PayloadLen, TTL: ttlOf(b),
-			Out: ll.Pkttype == unix.PACKET_OUTGOING,
-			At:  stampOf(oob[:oobn]),
+			Out: ll.Pkttype == unix.PACKET_OUTGOING, Other: ll.Pkttype == unix.PACKET_OTHERHOST,
+			At: stampOf(oob[:oobn]),
 		}
 		s.record(seen)
 	}

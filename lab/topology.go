@@ -35,6 +35,9 @@
 //     cross iptables unless br_netfilter is loaded; the lab does not rely on
 //     them.)
 //
+// NewHATopology builds the other topology of the lab, a pair of gateways
+// behind keepalived (ha.go), for the HA failover (RunHA).
+//
 // Every namespace name starts with TopologyOptions.Prefix ("rsg-" for
 // `rstguard lab`, "rgl-" for the tests); interfaces are created directly
 // inside the namespaces and nothing is left in the root namespace. Only the
@@ -149,6 +152,7 @@ type Topology struct {
 	prefix      string
 	log         io.Writer
 	metricsAddr string
+	hosts       []Host // the namespaces of this topology, in creation order
 
 	mu      sync.Mutex
 	created []Host // namespaces that exist, for Close
@@ -189,33 +193,15 @@ func NewTopology(ctx context.Context, o TopologyOptions) (_ *Topology, err error
 	if o.MetricsAddr == "" {
 		o.MetricsAddr = DefaultMetricsAddr
 	}
-	t := &Topology{prefix: o.Prefix, log: o.Log, metricsAddr: o.MetricsAddr}
+	t, err := newNamespaces(ctx, o, Hosts)
+	if err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			t.Close()
 		}
 	}()
-	for _, h := range Hosts {
-		if nsExists(t.NS(h)) {
-			if !o.Replace {
-				return nil, fmt.Errorf("network namespace %s already exists (a lab left up with --keep?); remove it with: %s", t.NS(h), t.TeardownCommand())
-			}
-			if _, err := t.run(ctx, "ip", "netns", "del", t.NS(h)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, h := range Hosts {
-		if _, err := t.run(ctx, "ip", "netns", "add", t.NS(h)); err != nil {
-			return nil, err
-		}
-		t.mu.Lock()
-		t.created = append(t.created, h)
-		t.mu.Unlock()
-		if _, err := t.Exec(h, "ip", "link", "set", "lo", "up"); err != nil {
-			return nil, err
-		}
-	}
 	c, g, s, a := t.NS(Client), t.NS(Gateway), t.NS(Server), t.NS(Attacker)
 	steps := [][]string{
 		// Links are created inside the namespaces: nothing in the root ns.
@@ -303,11 +289,45 @@ func NewTopology(ctx context.Context, o TopologyOptions) (_ *Topology, err error
 	return t, nil
 }
 
+// newNamespaces creates the namespaces of hosts (deleting leftovers with
+// o.Replace), each with its loopback up. On error everything created so far
+// is removed.
+func newNamespaces(ctx context.Context, o TopologyOptions, hosts []Host) (_ *Topology, err error) {
+	t := &Topology{prefix: o.Prefix, log: o.Log, metricsAddr: o.MetricsAddr, hosts: hosts}
+	defer func() {
+		if err != nil {
+			t.Close()
+		}
+	}()
+	for _, h := range hosts {
+		if nsExists(t.NS(h)) {
+			if !o.Replace {
+				return nil, fmt.Errorf("network namespace %s already exists (a lab left up with --keep?); remove it with: %s", t.NS(h), t.TeardownCommand())
+			}
+			if _, err := t.run(ctx, "ip", "netns", "del", t.NS(h)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, h := range hosts {
+		if _, err := t.run(ctx, "ip", "netns", "add", t.NS(h)); err != nil {
+			return nil, err
+		}
+		t.mu.Lock()
+		t.created = append(t.created, h)
+		t.mu.Unlock()
+		if _, err := t.Exec(h, "ip", "link", "set", "lo", "up"); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
 // TeardownCommand is the shell command that removes this topology's
 // namespaces by hand (and with them every link, rule and address in them).
 func (t *Topology) TeardownCommand() string {
 	var b strings.Builder
-	for i, h := range Hosts {
+	for i, h := range t.hosts {
 		if i > 0 {
 			b.WriteString("; ")
 		}
@@ -491,25 +511,28 @@ func (t *Topology) HTTPClient(h Host) *http.Client {
 
 // Scrape fetches the daemon's /metrics from inside the gateway namespace, at
 // TopologyOptions.MetricsAddr.
-func (t *Topology) Scrape() (string, error) {
+func (t *Topology) Scrape() (string, error) { return t.ScrapeIn(Gateway) }
+
+// ScrapeIn is Scrape for the daemon in h's namespace.
+func (t *Topology) ScrapeIn(h Host) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return t.ScrapeAddr(ctx, t.metricsAddr)
+	return t.get(ctx, h, t.metricsAddr, "/metrics")
 }
 
 // ScrapeAddr fetches http://addr/metrics from inside the gateway namespace.
 func (t *Topology) ScrapeAddr(ctx context.Context, addr string) (string, error) {
-	return t.get(ctx, addr, "/metrics")
+	return t.get(ctx, Gateway, addr, "/metrics")
 }
 
-func (t *Topology) get(ctx context.Context, addr, path string) (string, error) {
+func (t *Topology) get(ctx context.Context, h Host, addr, path string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := t.HTTPClient(Gateway).Do(req)
+	resp, err := t.HTTPClient(h).Do(req)
 	if err != nil {
-		return "", fmt.Errorf("GET %s in %s: %w", path, t.NS(Gateway), err)
+		return "", fmt.Errorf("GET %s in %s: %w", path, t.NS(h), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
@@ -517,7 +540,7 @@ func (t *Topology) get(ctx context.Context, addr, path string) (string, error) {
 		return "", err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("GET %s in %s: %s", path, t.NS(Gateway), resp.Status)
+		return string(body), fmt.Errorf("GET %s in %s: %s", path, t.NS(h), resp.Status)
 	}
 	return string(body), nil
 }
@@ -527,14 +550,19 @@ func (t *Topology) get(ctx context.Context, addr, path string) (string, error) {
 // daemon exits or is not ready in time it is killed, and the error carries
 // its output.
 func (t *Topology) RunDaemon(ctx context.Context, binary, configPath string, timeout time.Duration) (*Daemon, error) {
-	d, err := t.StartDaemon(binary, configPath)
+	return t.RunDaemonIn(ctx, Gateway, binary, configPath, timeout)
+}
+
+// RunDaemonIn is RunDaemon in h's namespace.
+func (t *Topology) RunDaemonIn(ctx context.Context, h Host, binary, configPath string, timeout time.Duration) (*Daemon, error) {
+	d, err := t.StartDaemonIn(h, binary, configPath)
 	if err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- t.WaitReady(rctx) }()
+	go func() { errc <- t.WaitReadyIn(rctx, h) }()
 	select {
 	case err = <-errc:
 	case <-d.Done():
@@ -545,19 +573,22 @@ func (t *Topology) RunDaemon(ctx context.Context, binary, configPath string, tim
 	}
 	if err != nil {
 		d.Kill()
-		return nil, fmt.Errorf("start the guard (%s run --config %s) in %s: %w\ndaemon output:\n%s", binary, configPath, t.NS(Gateway), err, d.Log())
+		return nil, fmt.Errorf("start the guard (%s run --config %s) in %s: %w\ndaemon output:\n%s", binary, configPath, t.NS(h), err, d.Log())
 	}
 	return d, nil
 }
 
 // WaitReady polls /readyz at TopologyOptions.MetricsAddr inside the gateway
 // until it answers 200 or ctx ends.
-func (t *Topology) WaitReady(ctx context.Context) error {
+func (t *Topology) WaitReady(ctx context.Context) error { return t.WaitReadyIn(ctx, Gateway) }
+
+// WaitReadyIn is WaitReady for the daemon in h's namespace.
+func (t *Topology) WaitReadyIn(ctx context.Context, h Host) error {
 	addr := t.metricsAddr
 	var last error
 	for {
 		c, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := t.get(c, addr, "/readyz")
+		_, err := t.get(c, h, addr, "/readyz")
 		cancel()
 		if err == nil {
 			return nil
@@ -603,12 +634,15 @@ func (t *Topology) InstallQueueRule(queues string, bypass bool) error {
 // (deploy/rstguard-rules.sh install: rstguard's chains in security FORWARD
 // and mangle POSTROUTING, IPv4 and IPv6) in the gateway, from the copies
 // embedded in the binary.
-func (t *Topology) InstallShippedRules() error { return t.shippedRules("install") }
+func (t *Topology) InstallShippedRules() error { return t.shippedRules(Gateway, "install") }
+
+// InstallShippedRulesIn is InstallShippedRules in h's namespace.
+func (t *Topology) InstallShippedRulesIn(h Host) error { return t.shippedRules(h, "install") }
 
 // RemoveShippedRules removes them again (rstguard-rules.sh remove).
-func (t *Topology) RemoveShippedRules() error { return t.shippedRules("remove") }
+func (t *Topology) RemoveShippedRules() error { return t.shippedRules(Gateway, "remove") }
 
-func (t *Topology) shippedRules(action string) error {
+func (t *Topology) shippedRules(h Host, action string) error {
 	dir, err := os.MkdirTemp("", "rstguard-rules-")
 	if err != nil {
 		return err
@@ -621,7 +655,7 @@ func (t *Topology) shippedRules(action string) error {
 			return err
 		}
 	}
-	_, err = t.Exec(Gateway, "sh", filepath.Join(dir, "rstguard-rules.sh"), action)
+	_, err = t.Exec(h, "sh", filepath.Join(dir, "rstguard-rules.sh"), action)
 	return err
 }
 
@@ -674,7 +708,8 @@ func queueRuleArgs(queues string, bypass bool) []string {
 	return args
 }
 
-// Daemon is an `rstguard run` process inside the gateway namespace.
+// Daemon is a process inside a namespace: `rstguard run` in the gateway, or
+// another daemon of the lab (keepalived in the HA topology).
 type Daemon struct {
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -686,10 +721,24 @@ type Daemon struct {
 // namespace. Its standard output and error are kept (Daemon.Log). Close
 // kills daemons still running.
 func (t *Topology) StartDaemon(binary, configPath string) (*Daemon, error) {
-	args := []string{"netns", "exec", t.NS(Gateway), binary, "run"}
+	return t.StartDaemonIn(Gateway, binary, configPath)
+}
+
+// StartDaemonIn is StartDaemon in h's namespace.
+func (t *Topology) StartDaemonIn(h Host, binary, configPath string) (*Daemon, error) {
+	args := []string{"run"}
 	if configPath != "" {
 		args = append(args, "--config", configPath)
 	}
+	return t.StartProcess(h, binary, args...)
+}
+
+// StartProcess starts name with args inside h's namespace (ip netns exec,
+// which execs it: the process is name itself, its PID the Daemon's) and
+// keeps its output (Daemon.Log). It gets SIGKILL if the lab dies; Close
+// kills it if still running.
+func (t *Topology) StartProcess(h Host, name string, arg ...string) (*Daemon, error) {
+	args := append([]string{"netns", "exec", t.NS(h), name}, arg...)
 	if t.log != nil {
 		fmt.Fprintf(t.log, "+ ip %s &\n", strings.Join(args, " "))
 	}
@@ -700,7 +749,7 @@ func (t *Topology) StartDaemon(binary, configPath string) (*Daemon, error) {
 	d.cmd.Stderr = &d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s in %s: %w", binary, t.NS(Gateway), err)
+		return nil, fmt.Errorf("start %s in %s: %w", name, t.NS(h), err)
 	}
 	go func() {
 		d.err = d.cmd.Wait()

@@ -24,6 +24,13 @@ Builds four network namespaces (client, gateway, server, attacker), plays
 forged-reset attacks and RFC 3360 cases between real Linux TCP endpoints,
 first without and then with rstguard inline in the gateway, and prints what
 reached the victim. Needs root.
+
+Then, on a topology of its own (namespaces PREFIXha-*), the HA scenario
+ha-failover: two gateways, each with rstguard, sharing the LANs' gateway
+addresses with keepalived (VRRP); the active one fails over in the middle of
+a transfer while forged resets are fired at it, without a guard, with one,
+and with unknown_flow_rst = "drop". It needs keepalived and curl (skipped
+with a note when they are missing, unless selected with --only).
 `
 
 // labOptions are lab's flags.
@@ -50,6 +57,7 @@ func labFlags(stderr io.Writer) (*flag.FlagSet, labOptions) {
 		for _, s := range lab.Scenarios() {
 			fmt.Fprintf(w, "  %-28s %s\n", s.Name, s.Expect)
 		}
+		fmt.Fprintf(w, "  %-28s %s (own topology, needs keepalived)\n", lab.HAScenario, lab.HAExpect)
 	}
 	return fs, o
 }
@@ -59,15 +67,23 @@ func cmdLab(args []string) int {
 	if code, done := parseFlags(fs, args, os.Stdout); done {
 		return code
 	}
-	keep, asJSON, binary, prefix, only, verbose := o.keep, o.json, o.binary, o.prefix, o.only, o.verbose
+	binary, only, verbose := o.binary, o.only, o.verbose
 	if fs.NArg() != 0 {
 		fmt.Fprintf(os.Stderr, "rstguard lab: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	scenarios := lab.Scenarios()
 	var selected func(string) bool
+	// The HA failover (about 17 s) is part of the default run, when its
+	// tools are there; --only ha-failover requires them.
+	ha, haRequired := true, false
 	if *only != "" {
+		ha = false
 		names := strings.Split(*only, ",")
+		if i := slices.Index(names, lab.HAScenario); i >= 0 {
+			ha, haRequired = true, true
+			names = slices.DeleteFunc(names, func(n string) bool { return n == lab.HAScenario })
+		}
 		for _, n := range names {
 			if !slices.ContainsFunc(scenarios, func(s lab.Scenario) bool { return s.Name == n }) {
 				fmt.Fprintf(os.Stderr, "rstguard lab: unknown scenario %q (see rstguard lab --help)\n", n)
@@ -101,15 +117,54 @@ func cmdLab(args []string) int {
 	if *verbose {
 		log = os.Stderr
 	}
+	// The four-namespace scenarios first, then (on its own topology, after
+	// the first is removed) the HA failover; with --json one document, the
+	// HA report as the lab report's ha_failover.
+	code := 0
+	var rep *lab.Report
+	if len(scenarios) > 0 {
+		rep, code = labFour(ctx, o, bin, scenarios, selected, log, progress)
+	}
+	var haRep *lab.HAReport
+	if ha && ctx.Err() == nil && code != 130 {
+		var c int
+		haRep, c = labHA(ctx, o, bin, haRequired, log, progress)
+		if c != 0 && code == 0 {
+			code = c
+		}
+	}
+	if *o.json && (rep != nil || haRep != nil) {
+		var doc any = haRep
+		if rep != nil {
+			rep.HA = haRep
+			doc = rep
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(doc); err != nil {
+			return 1
+		}
+	}
+	return code
+}
+
+// haPrefix is the HA topology's namespace prefix: the lab's with "ha-", so
+// that it never meets a four-namespace lab left up with --keep.
+func haPrefix(prefix string) string { return prefix + "ha-" }
+
+// labFour plays scenarios on the four-namespace topology and prints the
+// table (the report is returned for --json).
+func labFour(ctx context.Context, o labOptions, bin string, scenarios []lab.Scenario, selected func(string) bool, log, progress io.Writer) (*lab.Report, int) {
+	keep, asJSON, prefix := o.keep, o.json, o.prefix
 	if err := lab.Preflight(ctx, *prefix); err != nil {
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
-		return 1
+		return nil, 1
 	}
 	fmt.Fprintf(progress, "rstguard lab: building namespaces %s{client,gateway,server,attacker}\n", *prefix)
 	topo, err := lab.NewTopology(ctx, lab.TopologyOptions{Prefix: *prefix, Log: log})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
-		return 1
+		return nil, 1
 	}
 	dir := ""
 	if *keep {
@@ -117,7 +172,7 @@ func cmdLab(args []string) int {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
 			topo.Close()
-			return 1
+			return nil, 1
 		}
 	}
 	defer func() {
@@ -137,18 +192,12 @@ func cmdLab(args []string) int {
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "rstguard lab: interrupted; namespaces, rules and processes removed")
-			return 130
+			return nil, 130
 		}
 		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
-		return 1
+		return nil, 1
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return 1
-		}
-	} else {
+	if !*asJSON {
 		printReport(os.Stdout, rep)
 	}
 	if *keep {
@@ -169,9 +218,102 @@ Tear it down:
 `, *prefix, bin, cfg, lab.DeliveredTTL, topo.TeardownCommand())
 	}
 	if !rep.Pass {
-		return 1
+		return rep, 1
 	}
-	return 0
+	return rep, 0
+}
+
+// labHA plays the HA failover (lab.RunHA) and prints its table (the report
+// is returned for --json).
+// Without required, missing tools skip it with a note instead of failing.
+func labHA(ctx context.Context, o labOptions, bin string, required bool, log, progress io.Writer) (*lab.HAReport, int) {
+	prefix := haPrefix(*o.prefix)
+	if err := lab.PreflightHA(ctx, prefix); err != nil {
+		if !required {
+			fmt.Fprintf(os.Stderr, "rstguard lab: %s skipped (rstguard lab --only %[1]s requires it): %v\n", lab.HAScenario, err)
+			return nil, 0
+		}
+		fmt.Fprintf(os.Stderr, "rstguard lab: %v\n", err)
+		return nil, 1
+	}
+	if *o.keep {
+		fmt.Fprintf(os.Stderr, "rstguard lab: --keep does not apply to %s (each variant builds and removes its own namespaces)\n", lab.HAScenario)
+	}
+	fmt.Fprintf(progress, "rstguard lab: %s: namespaces %s{switch,client,gw-a,gw-b,server,attacker}, one build per variant (guard: %s run)\n", lab.HAScenario, prefix, bin)
+	var prog io.Writer
+	if !*o.json || log != nil {
+		prog = progress
+	}
+	rep, err := lab.RunHA(ctx, lab.HAOptions{Binary: bin, Prefix: prefix, Log: log, Progress: prog})
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "rstguard lab: interrupted; namespaces, rules and processes removed")
+			return nil, 130
+		}
+		fmt.Fprintf(os.Stderr, "rstguard lab: %s: %v\n", lab.HAScenario, err)
+		return nil, 1
+	}
+	if !*o.json {
+		printHAReport(os.Stdout, rep)
+	}
+	if !rep.Pass {
+		return rep, 1
+	}
+	return rep, 0
+}
+
+// printHAReport prints one row per variant: the failover's timing, the
+// forged resets delivered after it, and the window they passed in.
+func printHAReport(w io.Writer, rep *lab.HAReport) {
+	ms := func(s float64) string {
+		if s < 0 {
+			return "never"
+		}
+		return fmt.Sprintf("%.0fms", s*1000)
+	}
+	forged := func(f lab.Forged) string {
+		c := fmt.Sprintf("%d/%d", f.DeliveredAfter, f.SentAfter)
+		if f.DeliveredAfter > 0 {
+			c += " (" + ms(f.WindowFirst) + ".." + ms(f.WindowLast) + ")"
+		}
+		return c
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HA FAILOVER\tTAKEOVER\tFIRST VIA GW-B\tBOTH WAYS\tLONGEST STALL\tDELIVERED AFTER: FAR (WINDOW)\tNEAR (WINDOW)\tGW-B DROPS: FIRST, FAR, NEAR\tTRANSFER\tRESULT")
+	for _, r := range rep.Results {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		drop := "-"
+		if r.Variant.Guard && r.DroppedB > 0 {
+			drop = ms(r.FirstDropped) + ", " + ms(r.Far.FirstOutOfWindow) + ", " + ms(r.Near.FirstOutOfWindow)
+		}
+		transfer := r.Outcome
+		if r.Err != "" {
+			transfer = "error"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Variant.Name, ms(r.Takeover), ms(r.FirstForwarded), ms(r.BothWays), ms(r.LongestStall),
+			forged(r.Far), forged(r.Near), drop, transfer, res)
+	}
+	tw.Flush()
+	for _, r := range rep.Results {
+		if !r.Pass {
+			fmt.Fprintf(w, "FAIL %s: %s\n", r.Variant.Name, r.Why)
+		}
+	}
+	fmt.Fprintln(w, "\nTimes are from gw-a's keepalived being stopped (its links go down once it has released the addresses).")
+	fmt.Fprintln(w, "TAKEOVER: gw-b's notify script saw MASTER; FIRST VIA GW-B: the transfer's first segment forwarded by gw-b;")
+	fmt.Fprintln(w, "BOTH WAYS: gw-b has seen the transfer's segments in both directions.")
+	fmt.Fprintln(w, "Forged resets, a pair every 5 ms: FAR 2^31 beyond the client's RCV.NXT, NEAR 16 MiB beyond (inside the")
+	fmt.Fprintln(w, "2^30 a picked-up flow allows until both directions are seen); delivered/sent after the failover, and the")
+	fmt.Fprintln(w, "send times of the first and last delivered. GW-B DROPS: its first drop of a forged reset (any reason),")
+	fmt.Fprintln(w, "and its first far and near one judged out of window against the picked-up flow.")
+	verdict := "PASS"
+	if !rep.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(w, "\n%s: %s in %.1fs\n", verdict, lab.HAScenario, rep.Seconds)
 }
 
 func plural(n int, s string) string {

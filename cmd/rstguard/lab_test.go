@@ -59,3 +59,28 @@ func TestLabFlags(t *testing.T) {
 		t.Errorf("stray argument: exit %d, want 2", got)
 	}
 }
+
+func TestPrintHAReport(t *testing.T) {
+	rep := &lab.HAReport{
+		Results: []lab.HAResult{
+			{Variant: lab.HAVariants[0], Takeover: 0.067, FirstForwarded: 0.225, BothWays: 0.225, LongestStall: 0.226, Outcome: "survived",
+				Far: lab.Forged{SentAfter: 490, DeliveredAfter: 478, WindowFirst: 0.003, WindowLast: 2.461}, Pass: true},
+			{Variant: lab.HAVariants[1], Takeover: 0.067, FirstForwarded: 0.223, BothWays: 0.223, LongestStall: 0.224, Outcome: "survived",
+				Far:  lab.Forged{SentAfter: 485, DeliveredAfter: 32, WindowFirst: 0.066, WindowLast: 0.221, FirstOutOfWindow: 0.226},
+				Near: lab.Forged{SentAfter: 485, FirstOutOfWindow: 0.226}, FirstDropped: 0.226, DroppedB: 400, Pass: true},
+			{Variant: lab.HAVariants[2], Takeover: -1, FirstForwarded: -1, BothWays: -1, Outcome: "reset", Why: "transfer reset, want survived"},
+		},
+		Seconds: 16.3,
+	}
+	var b strings.Builder
+	printHAReport(&b, rep)
+	out := b.String()
+	for _, want := range []string{
+		"478/490 (3ms..2461ms)", "32/485 (66ms..221ms)", "0/485", "226ms, 226ms, 226ms", "never",
+		"FAIL guard, unknown_flow_rst=drop: transfer reset, want survived", "FAIL: ha-failover in 16.3s",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("HA report lacks %q:\n%s", want, out)
+		}
+	}
+}
