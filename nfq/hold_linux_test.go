@@ -147,8 +147,9 @@ func holdChild(t *testing.T) {
 	abortAndWait(t, nil)
 	flows := func() int64 {
 		var n int64
-		for i := range w.engine.Table().Stats().Flows {
-			n += w.engine.Table().Stats().Flows[i].Load()
+		fl := &w.engine.Table().Stats().Flows // not a copy: the worker writes it
+		for i := range fl {
+			n += fl[i].Load()
 		}
 		return n
 	}
