@@ -23,13 +23,22 @@ type Side uint8
 
 // MakeKey returns the canonical key of p and the side that sent it.
 func MakeKey(p *packet.Parsed) (Key, Side) {
-	k := Key{V6: p.IPVersion == 6}
+	var k Key
+	s := k.Set(p)
+	return k, s
+}
+
+// Set makes k the canonical key of p and returns the side that sent it
+// (MakeKey without returning the 40-byte key through the stack: the
+// per-packet path builds it in place).
+func (k *Key) Set(p *packet.Parsed) Side {
+	k.V6 = p.IPVersion == 6
 	if less(&p.Src, p.SrcPort, &p.Dst, p.DstPort) {
 		k.A, k.PortA, k.B, k.PortB = p.Src, p.SrcPort, p.Dst, p.DstPort
-		return k, 0
+		return 0
 	}
 	k.A, k.PortA, k.B, k.PortB = p.Dst, p.DstPort, p.Src, p.SrcPort
-	return k, 1
+	return 1
 }
 
 func less(a *[16]byte, pa uint16, b *[16]byte, pb uint16) bool {
@@ -42,6 +51,15 @@ func less(a *[16]byte, pa uint16, b *[16]byte, pb uint16) bool {
 		return a1 < b1
 	}
 	return pa <= pb
+}
+
+// equal is k == *o, word by word: the compiler's == on Key calls memequal
+// for each address array, a function call per lookup.
+func (k *Key) equal(o *Key) bool {
+	le := binary.LittleEndian
+	return le.Uint64(k.A[:8]) == le.Uint64(o.A[:8]) && le.Uint64(k.A[8:]) == le.Uint64(o.A[8:]) &&
+		le.Uint64(k.B[:8]) == le.Uint64(o.B[:8]) && le.Uint64(k.B[8:]) == le.Uint64(o.B[8:]) &&
+		k.PortA == o.PortA && k.PortB == o.PortB && k.V6 == o.V6
 }
 
 // hash is a seeded 64-bit mix of the key (a multiply-xorshift over five

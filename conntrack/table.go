@@ -156,7 +156,7 @@ func (t *Table) Lookup(k *Key, now int64) (slot uint32, ok bool) {
 		}
 		s := uint32(e) - 1
 		f := t.Flow(s)
-		if f.key != *k {
+		if !f.key.equal(k) {
 			continue
 		}
 		if now-f.lastSeen > t.tmo[f.state] {

@@ -173,7 +173,8 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	if p.Flags&packet.SYN != 0 {
 		e.countFlaggedSYN(p.Flags)
 	}
-	k, side := conntrack.MakeKey(p)
+	var k conntrack.Key
+	side := k.Set(p)
 	slot, ok := e.table.Lookup(&k, now)
 	if !ok {
 		e.detail.State = conntrack.StateNone
