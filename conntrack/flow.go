@@ -166,6 +166,10 @@ func (f *Flow) RSTDir() Dir { return f.rstDir }
 // RSTAt returns when the reset that closed the flow was accepted.
 func (f *Flow) RSTAt() int64 { return f.rstAt }
 
+// Holding reports whether resets of the flow are held (Held's token is
+// not 0); inlined on the per-packet path.
+func (f *Flow) Holding() bool { return f.held != 0 }
+
 // Held returns the token of the hold the flow's resets are in (0: none),
 // how many resets it holds, and the direction and sequence number of the
 // first one.

@@ -229,7 +229,7 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 				e.signal(SignalTalkedAfterReset, uint32(ack), uint32(s.Ack()))
 			}
 		}
-	case r.Verdict() == Accept:
+	case f.Holding() && r.Verdict() == Accept:
 		e.contradicts(f, slot, d, st, end, ack, p.Flags)
 	}
 	return r
