@@ -178,7 +178,7 @@ func (w *Worker) flushVerdicts() {
 func (w *Worker) handle(payload []byte, wireLen int, id, old uint32, now int64) (verdict int, mark uint32, hasMark bool) {
 	var p packet.Parsed
 	d, ok := w.process(payload, wireLen, now, &p)
-	w.last = d
+	w.last = d // the engine's decision, valid until its next one
 	if !ok {
 		w.stats.Unjudged.Add(1)
 		// Not judged: no judged mark, so a reset does not pass the guard.
@@ -186,20 +186,20 @@ func (w *Worker) handle(payload []byte, wireLen int, id, old uint32, now int64) 
 	}
 	if d.Injected != 0 {
 		// It contradicts held resets: they are dropped first.
-		w.dropInjected(&d, now)
+		w.dropInjected(d, now)
 	}
 	if d.Verdict == policy.Hold {
-		w.hold(id, &p, &d, old, now)
+		w.hold(id, &p, d, old, now)
 		return nfHeld, 0, false
 	}
 	if d.Reason == policy.ReasonRSTAnswersReservedSYN || d.Verdict == policy.Drop {
-		w.logDecision(&p, &d, now)
+		w.logDecision(&p, d, now)
 	} else if d.Signals != 0 && d.Injected == 0 {
-		w.logSignals(&p, &d, now)
+		w.logSignals(&p, d, now)
 	}
-	if w.events != nil && events.Wanted(&p, &d) {
+	if w.events != nil && events.Wanted(&p, d) {
 		if r := w.events.Slot(); r != nil { // nil: full, counted as lost
-			r.Fill(&p, &d, w.cfg.Queue, w.epochNs+now)
+			r.Fill(&p, d, w.cfg.Queue, w.epochNs+now)
 			w.events.Commit()
 		}
 	}
@@ -245,15 +245,16 @@ func (w *Worker) acceptMark(old uint32, set uint64) (mark uint32, hasMark bool) 
 // process decodes the packet into p and runs the engine, recovering a
 // panic: the packet is then accepted (ok false), and the panic counted and
 // logged.
-func (w *Worker) process(payload []byte, wireLen int, now int64, p *packet.Parsed) (d policy.Decision, ok bool) {
+func (w *Worker) process(payload []byte, wireLen int, now int64, p *packet.Parsed) (d *policy.Decision, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			w.stats.Panics.Add(1)
 			w.logLimited(slog.LevelError, "recovered a panic while deciding a packet; accepted it",
 				"panic", fmt.Sprint(r), "packet_len", len(payload), "stack", string(debug.Stack()))
-			d, ok = policy.Decision{}, false
+			w.none = policy.Decision{}
+			d, ok = &w.none, false
 		}
 	}()
 	packet.Decode(payload, wireLen, p)
-	return w.engine.Decide(p, now), true
+	return w.engine.DecideRef(p, now), true
 }

@@ -123,7 +123,8 @@ type Worker struct {
 	pendHas  bool
 	vbuf     [2 * maxBurst * verdictMaxLen]byte
 	vlen     int
-	last     policy.Decision // the last packet's decision (tests compare it with replay)
+	last     *policy.Decision // the last packet's decision (tests compare it with replay)
+	none     policy.Decision  // the decision of a packet whose handling panicked
 
 	held     holdRing // held resets (hold.go)
 	nextReap int64    // when the idle reap is next due (hold.go)

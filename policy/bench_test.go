@@ -32,7 +32,7 @@ func benchTable(tb testing.TB, n int) (*Engine, netip.Addr, netip.AddrPort, int6
 			{Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK, Window: 502},
 		} {
 			now += 1000
-			if r := process(e, pkt.Bytes(), 0, now).Reason; r != ReasonTracked {
+			if r := processRef(e, pkt.Bytes(), 0, now).Reason; r != ReasonTracked {
 				tb.Fatalf("handshake %d: %s", i, r)
 			}
 		}
@@ -65,7 +65,7 @@ func BenchmarkEstablishedData(b *testing.B) {
 		Payload: make([]byte, 1448),
 	}.Bytes()
 	hdr, wire := headers(pkt, 256)
-	if r := process(e, hdr, wire, now).Reason; r != ReasonTracked {
+	if r := processRef(e, hdr, wire, now).Reason; r != ReasonTracked {
 		b.Fatalf("first data segment: %s", r)
 	}
 	b.ReportAllocs()
@@ -73,7 +73,7 @@ func BenchmarkEstablishedData(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		// The same segment again: a retransmission is in window and
 		// takes the whole update path.
-		if v := process(e, hdr, wire, now).Verdict; v != Accept {
+		if v := processRef(e, hdr, wire, now).Verdict; v != Accept {
 			b.Fatal("dropped")
 		}
 	}
@@ -96,13 +96,13 @@ func BenchmarkRSTValidation(b *testing.B) {
 		e.Reconfigure(Config{RSTMode: bc.mode}, e.Table().Config())
 		pkt := craft.TCP{Src: srv, Dst: c, Seq: bc.seq, Flags: packet.RST}.Bytes()
 		b.Run(bc.name, func(b *testing.B) {
-			if r := process(e, pkt, 0, now).Reason; r != bc.want {
+			if r := processRef(e, pkt, 0, now).Reason; r != bc.want {
 				b.Fatalf("got %s, want %s", r, bc.want)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				process(e, pkt, 0, now)
+				processRef(e, pkt, 0, now)
 			}
 		})
 	}
@@ -128,7 +128,7 @@ func TestProcessNoAllocs(t *testing.T) {
 		{"tcp6 ACK", craft.TCP{Src: v6c, Dst: v6s, Seq: 2, Ack: 1, Flags: packet.ACK}.Bytes()},
 		{"malformed", []byte{0x45, 0, 0, 20}},
 	} {
-		n := minAllocsPerRun(t, 200, func() { process(e, tc.pkt, 0, now) })
+		n := minAllocsPerRun(t, 200, func() { processRef(e, tc.pkt, 0, now) })
 		if n != 0 {
 			t.Errorf("%s: %v allocs per Decode+Decide, want 0", tc.name, n)
 		}
@@ -155,7 +155,7 @@ func BenchmarkEstablishedDataSpread(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if v := process(e, pkts[i%n], 0, now).Verdict; v != Accept {
+		if v := processRef(e, pkts[i%n], 0, now).Verdict; v != Accept {
 			b.Fatal("dropped")
 		}
 	}
@@ -176,7 +176,7 @@ func TestIPv6ExtensionHeadersConversation(t *testing.T) {
 		t.Helper()
 		p.IPv6Ext, p.IPv6ExtType = chain, first
 		now += 1e6
-		if r := process(e, p.Bytes(), 0, now).Reason; r != want {
+		if r := processRef(e, p.Bytes(), 0, now).Reason; r != want {
 			t.Fatalf("%s seq %d: got %s, want %s", p.Flags, p.Seq, r, want)
 		}
 	}
@@ -218,13 +218,13 @@ func BenchmarkEstablishedDataInjection(b *testing.B) {
 				Payload: make([]byte, 1448),
 			}.Bytes()
 			hdr, wire := headers(pkt, 256)
-			if r := process(e, hdr, wire, now).Reason; r != ReasonTracked {
+			if r := processRef(e, hdr, wire, now).Reason; r != ReasonTracked {
 				b.Fatalf("first data segment: %s", r)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if v := process(e, hdr, wire, now).Verdict; v != Accept {
+				if v := processRef(e, hdr, wire, now).Verdict; v != Accept {
 					b.Fatal("dropped")
 				}
 			}

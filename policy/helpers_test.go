@@ -109,6 +109,14 @@ func process(e *Engine, b []byte, wireLen int, now int64) Decision {
 	return e.Decide(&p, now)
 }
 
+// processRef is process as the daemon runs it: the decision read in place
+// (Engine.DecideRef), not copied out.
+func processRef(e *Engine, b []byte, wireLen int, now int64) *Decision {
+	var p packet.Parsed
+	packet.Decode(b, wireLen, &p)
+	return e.DecideRef(&p, now)
+}
+
 func (c *conv) fromClient(s seg) Reason { _, r := c.send(true, s); return r }
 func (c *conv) fromServer(s seg) Reason { _, r := c.send(false, s); return r }
 

@@ -32,14 +32,14 @@ func BenchmarkSYNFloodClosedPort(b *testing.B) {
 		c := netip.AddrPortFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(i >> 16)}), uint16(i))
 		p := craft.TCP{Src: c, Dst: srv, Seq: 1, Flags: packet.SYN, Window: 64240}.Bytes()
 		now += 100
-		process(e, p, 0, now)
+		processRef(e, p, 0, now)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		now += 1000
 		j := i & (n - 1)
-		process(e, syns[j], 0, now)
-		process(e, rsts[j], 0, now)
+		processRef(e, syns[j], 0, now)
+		processRef(e, rsts[j], 0, now)
 	}
 }
