@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -426,5 +427,29 @@ func TestFlowsLimit(t *testing.T) {
 		if got := flowsLimit(c.TableConfig(tt.queues), tt.queues); got != tt.want {
 			t.Errorf("max_flows %d over %d queues: limit %d, want %d", tt.maxFlows, tt.queues, got, tt.want)
 		}
+	}
+}
+
+// TestWorkerProcs: one P per queue worker unless GOMAXPROCS is set in the
+// environment or the queues are as many as the CPUs.
+func TestWorkerProcs(t *testing.T) {
+	orig := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(orig)
+	runtime.GOMAXPROCS(4)
+	t.Setenv("GOMAXPROCS", "")
+	os.Unsetenv("GOMAXPROCS")
+	if n, set := workerProcs(1); n != 1 || !set || runtime.GOMAXPROCS(0) != 1 {
+		t.Errorf("1 queue of 4 CPUs: workerProcs = %d, %v; GOMAXPROCS %d", n, set, runtime.GOMAXPROCS(0))
+	}
+	runtime.GOMAXPROCS(4)
+	if n, set := workerProcs(4); n != 4 || set {
+		t.Errorf("4 queues of 4 CPUs: workerProcs = %d, %v", n, set)
+	}
+	if n, set := workerProcs(8); n != 4 || set || runtime.GOMAXPROCS(0) != 4 {
+		t.Errorf("8 queues of 4 CPUs: workerProcs = %d, %v", n, set)
+	}
+	t.Setenv("GOMAXPROCS", "3")
+	if n, set := workerProcs(1); n != 4 || set || runtime.GOMAXPROCS(0) != 4 {
+		t.Errorf("GOMAXPROCS set by the operator: workerProcs = %d, %v; GOMAXPROCS %d", n, set, runtime.GOMAXPROCS(0))
 	}
 }
