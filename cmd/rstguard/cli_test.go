@@ -24,8 +24,17 @@ var cliBin struct {
 	out  []byte
 }
 
+// TestMain removes the binary rstguardBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cliBin.path != "" {
+		os.RemoveAll(filepath.Dir(cliBin.path))
+	}
+	os.Exit(code)
+}
+
 // rstguardBinary builds this command once per test binary, with
-// testVersion stamped in.
+// testVersion stamped in (removed by TestMain).
 func rstguardBinary(t *testing.T) string {
 	t.Helper()
 	cliBin.once.Do(func() {
