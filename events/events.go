@@ -23,7 +23,7 @@
 //	len      TCP payload length                          (TCP only)
 //	ttl      the IPv4 TTL or IPv6 hop limit it arrived with (IP only)
 //	ttl_mismatch  true for a reset whose TTL is off the claimed sender's
-//	         baseline by more than policy.TTLTolerance (absent otherwise)
+//	         baseline by more than [injection] ttl_tolerance (absent otherwise)
 //	window   {"lo": n, "hi": n}: for a dropped reset, the range it had to hit
 //	held_ns  for a reset held by [injection] mode = "hold": how long it
 //	         waited for its verdict (the line is written at the verdict)
@@ -159,14 +159,7 @@ func (r *Record) AppendJSON(b []byte) []byte {
 		b = append(b, `,"held_ns":`...)
 		b = strconv.AppendInt(b, r.HeldNs, 10)
 	}
-	if r.Signals != 0 {
-		b = append(b, `,"signals":`...)
-		b = r.Signals.AppendJSON(b)
-		b = append(b, `,"expected":`...)
-		b = strconv.AppendUint(b, uint64(r.Expected), 10)
-		b = append(b, `,"seen":`...)
-		b = strconv.AppendUint(b, uint64(r.Seen), 10)
-	}
+	b = r.Signals.AppendFields(b, r.Expected, r.Seen)
 	return append(b, '}')
 }
 

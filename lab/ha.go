@@ -69,15 +69,6 @@ const (
 // addresses until keepalived runs (StartKeepalived). On any error
 // everything created so far is removed.
 func NewHATopology(ctx context.Context, o TopologyOptions) (_ *Topology, err error) {
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	if !validPrefix(o.Prefix) {
-		return nil, fmt.Errorf("%w: %q", errPrefix, o.Prefix)
-	}
-	if o.MetricsAddr == "" {
-		o.MetricsAddr = DefaultMetricsAddr
-	}
 	t, err := newNamespaces(ctx, o, HAHosts)
 	if err != nil {
 		return nil, err

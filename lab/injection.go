@@ -72,6 +72,27 @@ func response(i int) []byte {
 // gateway namespace, see above).
 func (e *Env) pathTap() (*Sniffer, error) { return e.T.NewSniffer(Gateway, "srv0") }
 
+// serveEach accepts connections on l until it is closed, each served by
+// serve in a goroutine of its own; the function it returns waits for every
+// one of them to end.
+func serveEach(l net.Listener, serve func(net.Conn)) (wait func()) {
+	var served sync.WaitGroup
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			served.Add(1)
+			go func() {
+				defer served.Done()
+				serve(c)
+			}()
+		}
+	}()
+	return served.Wait
+}
+
 // onPathInjection plays injectAttempts request/response exchanges; the
 // server answers each after thinkTime. The injector sees each request on
 // the server's link and at once sends the server's reset, RST/ACK with
@@ -84,21 +105,7 @@ func onPathInjection(ctx context.Context, e *Env) (Observation, error) {
 		return Observation{}, err
 	}
 	defer l.Close()
-	var served sync.WaitGroup
-	defer served.Wait()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			served.Add(1)
-			go func() {
-				defer served.Done()
-				serveRequests(ctx, c)
-			}()
-		}
-	}()
+	defer serveEach(l, func(c net.Conn) { serveRequests(ctx, c) })()
 	sap := addrPort(l.Addr())
 
 	tap, err := e.pathTap()
@@ -212,26 +219,14 @@ func injectedRefusal(ctx context.Context, e *Env) (Observation, error) {
 		return Observation{}, err
 	}
 	defer l.Close()
-	var served sync.WaitGroup
-	defer served.Wait()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			served.Add(1)
-			go func() {
-				defer served.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(3 * time.Second))
-				buf := make([]byte, 5)
-				if _, err := io.ReadFull(c, buf); err == nil {
-					c.Write(buf)
-				}
-			}()
+	defer serveEach(l, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(c, buf); err == nil {
+			c.Write(buf)
 		}
-	}()
+	})()
 	sap := addrPort(l.Addr())
 	delayer, err := e.T.NewDelayer(Server, sap.Port(), synAckDelay, 4*injectAttempts)
 	if err != nil {

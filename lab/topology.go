@@ -184,15 +184,6 @@ func (t *Topology) Prefix() string { return t.prefix }
 // NewTopology creates the four namespaces, links, addresses, routes and
 // sysctls. On any error everything created so far is removed.
 func NewTopology(ctx context.Context, o TopologyOptions) (_ *Topology, err error) {
-	if o.Prefix == "" {
-		o.Prefix = DefaultPrefix
-	}
-	if !validPrefix(o.Prefix) {
-		return nil, fmt.Errorf("%w: %q", errPrefix, o.Prefix)
-	}
-	if o.MetricsAddr == "" {
-		o.MetricsAddr = DefaultMetricsAddr
-	}
 	t, err := newNamespaces(ctx, o, Hosts)
 	if err != nil {
 		return nil, err
@@ -289,10 +280,20 @@ func NewTopology(ctx context.Context, o TopologyOptions) (_ *Topology, err error
 	return t, nil
 }
 
-// newNamespaces creates the namespaces of hosts (deleting leftovers with
+// newNamespaces applies o's defaults (prefix, metrics address), checks the
+// prefix and creates the namespaces of hosts (deleting leftovers with
 // o.Replace), each with its loopback up. On error everything created so far
 // is removed.
 func newNamespaces(ctx context.Context, o TopologyOptions, hosts []Host) (_ *Topology, err error) {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if !validPrefix(o.Prefix) {
+		return nil, fmt.Errorf("%w: %q", errPrefix, o.Prefix)
+	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = DefaultMetricsAddr
+	}
 	t := &Topology{prefix: o.Prefix, log: o.Log, metricsAddr: o.MetricsAddr, hosts: hosts}
 	defer func() {
 		if err != nil {

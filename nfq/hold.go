@@ -50,7 +50,6 @@ type heldPkt struct {
 type holdRing struct {
 	buf     []heldPkt
 	head, n int
-	armed   int64 // the deadline the read deadline is set for, 0 none
 }
 
 func (r *holdRing) init(size int) {
@@ -161,7 +160,6 @@ func (w *Worker) forgetHeld() {
 		}
 		w.held.pop()
 	}
-	w.held.armed = 0
 	w.stats.Held.Store(0)
 }
 
@@ -178,10 +176,10 @@ func (w *Worker) armTimer() {
 	if w.engine.Table().Len() > 0 && (want == 0 || w.nextReap < want) {
 		want = w.nextReap
 	}
-	if want == w.held.armed || w.stopping || w.awaitSeq != 0 || w.conn == nil {
+	if want == w.timerAt || w.stopping || w.awaitSeq != 0 || w.conn == nil {
 		return
 	}
-	w.held.armed = want
+	w.timerAt = want
 	if want == 0 {
 		w.conn.SetReadDeadline(time.Time{})
 		return
@@ -243,11 +241,7 @@ func (w *Worker) pushEvent(r *events.Record) {
 // logInjected writes the rate-limited line for a held reset dropped as
 // injected.
 func (w *Worker) logInjected(e *heldPkt, d *policy.Decision, now int64) {
-	if !w.log.Enabled(context.Background(), slog.LevelWarn) {
-		return
-	}
-	if !w.lim.allow(now) {
-		w.stats.LogSuppressed.Add(1)
+	if !w.logAllowed(slog.LevelWarn, now) {
 		return
 	}
 	w.log.LogAttrs(context.Background(), slog.LevelWarn, "dropped a reset injected on the path: its purported sender went on",
@@ -262,11 +256,7 @@ func (w *Worker) logInjected(e *heldPkt, d *policy.Decision, now int64) {
 // an accepted reset ([injection] mode = "log", or a hold that already
 // ended).
 func (w *Worker) logSignals(p *packet.Parsed, d *policy.Decision, now int64) {
-	if !w.log.Enabled(context.Background(), slog.LevelWarn) {
-		return
-	}
-	if !w.lim.allow(now) {
-		w.stats.LogSuppressed.Add(1)
+	if !w.logAllowed(slog.LevelWarn, now) {
 		return
 	}
 	w.log.LogAttrs(context.Background(), slog.LevelWarn, "suspected reset injection",

@@ -12,15 +12,24 @@ import (
 
 const unixAFInet = unix.AF_INET // the nfgenmsg family of verdicts (unused by the kernel)
 
-func (w *Worker) logLimited(level slog.Level, msg string, args ...any) {
+// logAllowed reports whether a per-packet line at level may be written at
+// now: the level is enabled and the rate limit has room (a line the limit
+// holds back is counted).
+func (w *Worker) logAllowed(level slog.Level, now int64) bool {
 	if !w.log.Enabled(context.Background(), level) {
-		return
+		return false
 	}
-	if !w.lim.allow(w.now()) {
+	if !w.lim.allow(now) {
 		w.stats.LogSuppressed.Add(1)
-		return
+		return false
 	}
-	w.log.Log(context.Background(), level, msg, args...)
+	return true
+}
+
+func (w *Worker) logLimited(level slog.Level, msg string, args ...any) {
+	if w.logAllowed(level, w.now()) {
+		w.log.Log(context.Background(), level, msg, args...)
+	}
 }
 
 // logLevel is the level of a decision's line: drops of malformed packets and
@@ -38,11 +47,7 @@ func logLevel(r policy.Reason) slog.Level {
 // reserved-flag SYN, from the packet as decoded for the decision.
 func (w *Worker) logDecision(p *packet.Parsed, d *policy.Decision, now int64) {
 	level := logLevel(d.Reason)
-	if !w.log.Enabled(context.Background(), level) {
-		return
-	}
-	if !w.lim.allow(now) {
-		w.stats.LogSuppressed.Add(1)
+	if !w.logAllowed(level, now) {
 		return
 	}
 	attrs := []slog.Attr{

@@ -128,6 +128,7 @@ type Worker struct {
 
 	held     holdRing // held resets (hold.go)
 	nextReap int64    // when the idle reap is next due (hold.go)
+	timerAt  int64    // what the read deadline is set to (armTimer), 0 none
 	noHold   bool     // awaiting a configuration acknowledgement: hold nothing
 }
 
@@ -291,7 +292,7 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 
 // resetLoop clears the loop's state for a new socket.
 func (w *Worker) resetLoop() {
-	w.npending, w.vlen = 0, 0
+	w.npending, w.vlen, w.timerAt = 0, 0, 0 // a new socket has no deadline
 	w.forgetHeld()
 	w.stopping, w.drained, w.errStreak = false, 0, 0
 	w.stopReq.Store(false)
@@ -408,7 +409,7 @@ func (w *Worker) onError(err error) exitCause {
 			// A wake-up: a control request, the stop request (the
 			// loop then begins the drain, which sets its own
 			// deadline), the end of a hold or an idle reap.
-			w.held.armed = -1 // whatever it was, set it again
+			w.timerAt = -1 // whatever it was, set it again
 			w.burst(0)
 			w.serveCtl()
 			return exitNone

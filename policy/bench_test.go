@@ -56,8 +56,13 @@ func headers(pkt []byte, copyRange int) ([]byte, int) {
 // decide + update of a data segment of an established flow in a table of
 // 100,000 flows, as the daemon sees it (a 1448-byte segment of which the
 // kernel copied 256 bytes). Target: 100 ns/op or less, 0 allocs/op.
-func BenchmarkEstablishedData(b *testing.B) {
+func BenchmarkEstablishedData(b *testing.B) { benchEstablished(b, DefaultConfig()) }
+
+// benchEstablished is BenchmarkEstablishedData with the engine configured
+// by pc.
+func benchEstablished(b *testing.B, pc Config) {
 	e, _, c, now := benchTable(b, 100000)
+	e.Reconfigure(pc, e.Table().Config())
 	srv := netip.MustParseAddrPort("198.51.100.20:443")
 	pkt := craft.TCP{
 		Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK | packet.PSH, Window: 502,
@@ -207,27 +212,9 @@ func TestIPv6ExtensionHeadersConversation(t *testing.T) {
 func BenchmarkEstablishedDataInjection(b *testing.B) {
 	for _, m := range []InjectionMode{InjectionOff, InjectionLog, InjectionHold} {
 		b.Run("mode="+m.String(), func(b *testing.B) {
-			e, _, c, now := benchTable(b, 100000)
 			pc := DefaultConfig()
 			pc.Injection.Mode = m
-			e.Reconfigure(pc, e.Table().Config())
-			srv := netip.MustParseAddrPort("198.51.100.20:443")
-			pkt := craft.TCP{
-				Src: c, Dst: srv, Seq: cISN + 1, Ack: sISN + 1, Flags: packet.ACK | packet.PSH, Window: 502,
-				Options: craft.Options(craft.NOP(), craft.NOP(), craft.Timestamp(1, 2)),
-				Payload: make([]byte, 1448),
-			}.Bytes()
-			hdr, wire := headers(pkt, 256)
-			if r := processRef(e, hdr, wire, now).Reason; r != ReasonTracked {
-				b.Fatalf("first data segment: %s", r)
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if v := processRef(e, hdr, wire, now).Verdict; v != Accept {
-					b.Fatal("dropped")
-				}
-			}
+			benchEstablished(b, pc)
 		})
 	}
 }

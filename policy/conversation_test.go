@@ -285,7 +285,7 @@ func TestClosedStateUsesTheSendersNumbers(t *testing.T) {
 // TestResetTTLMismatch: a reset whose TTL is far from the claimed sender's
 // baseline is flagged and counted (the on-path injection signal of Weaver,
 // Sommer and Paxson, NDSS 2009), whatever its verdict; one within
-// TTLTolerance is not.
+// DefaultTTLTolerance is not.
 func TestResetTTLMismatch(t *testing.T) {
 	for _, c := range []struct {
 		name    string
@@ -296,7 +296,7 @@ func TestResetTTLMismatch(t *testing.T) {
 	}{
 		{"forged, far out, odd TTL", 201, 1 << 30, ReasonRSTOutOfWindow, true},
 		{"in window, odd TTL", 201, 0, ReasonRSTValid, true},
-		{"in window, TTL within tolerance", 64 - TTLTolerance, 0, ReasonRSTValid, false},
+		{"in window, TTL within tolerance", 64 - DefaultTTLTolerance, 0, ReasonRSTValid, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cv := newConv(t, DefaultConfig())

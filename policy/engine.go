@@ -202,14 +202,9 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	if p.Flags&packet.RST != 0 {
 		return e.handleRST(f, slot, d, p, st, now)
 	}
-	if e.cfg.Injection.Mode == InjectionOff {
-		if p.Flags&packet.SYN != 0 {
-			return e.handleSYN(f, slot, d, p, now)
-		}
-		return e.reason(e.table.Segment(slot, d, p, now))
-	}
-	// Evidence about the flow's reset, held or accepted: what its
-	// purported sender does next.
+	// What the sender had sent and acknowledged before p: the evidence
+	// about the flow's reset, held or accepted, is what its purported
+	// sender does next.
 	s := f.Peer(d)
 	end, ack := s.End(), s.Ack()
 	var r Reason
@@ -218,26 +213,26 @@ func (e *Engine) decide(p *packet.Parsed, now int64) Reason {
 	} else {
 		r = e.reason(e.table.Segment(slot, d, p, now))
 	}
+	if e.cfg.Injection.Mode == InjectionOff {
+		return r
+	}
+	revived := st == conntrack.StateClosed && f.State() != conntrack.StateClosed && d == f.RSTDir()
 	switch {
 	case st == conntrack.StateClosed && p.Flags&(packet.SYN|packet.ACK) == packet.SYN:
 		// A SYN after the reset retransmits the old one or opens a new
 		// incarnation (conntrack's SYN deleted the closed flow and
 		// created another, not necessarily in slot): no evidence about
 		// the reset, and f may no longer be its flow.
-	case st == conntrack.StateClosed && f.State() != conntrack.StateClosed && d == f.RSTDir():
+	case revived && p.Flags&packet.SYN != 0:
 		// The flow was revived by its reset's own sender (conntrack's
-		// Segment and SYN).
-		if p.Flags&packet.SYN != 0 {
-			e.signal(SignalSynAckAfterRefusal, uint32(f.RSTSeq()), uint32(p.Seq))
-		} else {
-			// As contradicts reports it: the reset's number and the
-			// sender's new end, or its last and new ACK.
-			if end.LessThan(s.End()) {
-				e.signal(SignalTalkedAfterReset, uint32(f.RSTSeq()), uint32(s.End()))
-			} else {
-				e.signal(SignalTalkedAfterReset, uint32(ack), uint32(s.Ack()))
-			}
-		}
+		// SYN and Segment), reported as contradicts reports a held
+		// reset: the reset's number and what the sender sent, or its
+		// last and new ACK.
+		e.signal(SignalSynAckAfterRefusal, uint32(f.RSTSeq()), uint32(p.Seq))
+	case revived && end.LessThan(s.End()):
+		e.signal(SignalTalkedAfterReset, uint32(f.RSTSeq()), uint32(s.End()))
+	case revived:
+		e.signal(SignalTalkedAfterReset, uint32(ack), uint32(s.Ack()))
 	case f.Holding() && r.Verdict() == Accept:
 		e.contradicts(f, slot, d, st, end, ack, p.Flags)
 	}

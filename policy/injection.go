@@ -80,9 +80,6 @@ func (ss Signals) Has(s Signal) bool { return ss&(1<<s) != 0 }
 // capture or monotonic nanoseconds).
 const ResetSeqWindow = int64(2e9)
 
-// TTLTolerance is the default [injection] ttl_tolerance.
-const TTLTolerance = DefaultTTLTolerance
-
 // signal records evidence s in the decision (the first one found names
 // the expected and seen values of the log line) and counts it.
 func (e *Engine) signal(s Signal, expected, seen uint32) {
@@ -221,6 +218,21 @@ func (e *Engine) Release(h *Held, now int64) Decision {
 	e.stats.Resets[d.State][OutcomeAccepted].Add(1)
 	e.stats.Held[OutcomeAccepted].Add(1)
 	return d
+}
+
+// AppendFields appends the evidence fields of a replay or event-log line,
+// `,"signals":[...],"expected":n,"seen":n` (expected and seen: the first
+// signal's values), or nothing for an empty set.
+func (ss Signals) AppendFields(b []byte, expected, seen uint32) []byte {
+	if ss == 0 {
+		return b
+	}
+	b = append(b, `,"signals":`...)
+	b = ss.AppendJSON(b)
+	b = append(b, `,"expected":`...)
+	b = strconv.AppendUint(b, uint64(expected), 10)
+	b = append(b, `,"seen":`...)
+	return strconv.AppendUint(b, uint64(seen), 10)
 }
 
 // AppendJSON appends ss as a JSON array of signal names in Signal order

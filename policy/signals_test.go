@@ -18,3 +18,13 @@ func TestSignalsAppendJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestSignalsAppendFields(t *testing.T) {
+	if got := string(Signals(0).AppendFields([]byte("{"), 1, 2)); got != "{" {
+		t.Errorf("no signals: %s, want nothing appended", got)
+	}
+	ss := Signals(1 << SignalTalkedAfterReset)
+	if got, want := string(ss.AppendFields(nil, 745, 1745)), `,"signals":["talked_after_reset"],"expected":745,"seen":1745`; got != want {
+		t.Errorf("AppendFields = %s, want %s", got, want)
+	}
+}

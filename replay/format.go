@@ -83,14 +83,7 @@ func (f *Frame) AppendJSON(b []byte) []byte {
 		b = append(b, `,"held_ns":`...)
 		b = strconv.AppendInt(b, f.HeldNS, 10)
 	}
-	if f.Signals != 0 {
-		b = append(b, `,"signals":`...)
-		b = f.Signals.AppendJSON(b)
-		b = append(b, `,"expected":`...)
-		b = strconv.AppendUint(b, uint64(f.Expected), 10)
-		b = append(b, `,"seen":`...)
-		b = strconv.AppendUint(b, uint64(f.Seen), 10)
-	}
+	b = f.Signals.AppendFields(b, f.Expected, f.Seen)
 	return append(b, '}')
 }
 
